@@ -1,0 +1,101 @@
+"End-to-end tests of the `mlfound` command line: a real training run, and the bad-argument cases."
+import os, re, shutil, subprocess, sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mlfound.cli import mnist_mlp
+from mlfound.datasets import get_mnist
+
+CLI = [sys.executable, '-m', 'mlfound.cli']
+DATA = 'mnist_t10k'   # the 8,000/2,000 split, offline with $MLFOUND_DATA
+
+
+def run(*args, cwd=None, timeout=600):
+    "Run the command line in a fresh process; return the CompletedProcess."
+    env = {**os.environ, 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '1')}
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def files_under(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob('*'))
+
+
+def test_train_end_to_end(tmp_path):
+    out = tmp_path / 'runs'
+    r = run('train', '--epochs', 1, '--lr', 0.1, '--bs', 256, '--data', DATA, '--out', out)
+    assert r.returncode == 0, r.stderr
+    assert DATA in r.stdout                                   # the dataset used is named
+    m = re.search(rf'{DATA}: valid loss ([\d.]+), valid accuracy ([\d.]+)', r.stdout)
+    assert m, r.stdout
+    loss, acc = float(m[1]), float(m[2])
+    assert 0 < loss < 1 and acc > 0.8, r.stdout
+    assert files_under(out) == ['loss.png', 'model.pth']      # no temporary files left
+    assert (out / 'loss.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    model = mnist_mlp()
+    model.load_state_dict(torch.load(out / 'model.pth', weights_only=True))
+    _, _, x_valid, y_valid = get_mnist(DATA)
+    with torch.no_grad(): got = (model(x_valid).argmax(1) == y_valid).float().mean().item()
+    assert abs(got - acc) < 1e-4                              # the saved weights give the printed accuracy
+
+
+@pytest.mark.parametrize('args, problem', [
+    (['--epochs', '-1'], '--epochs must be a positive integer, got -1'),
+    (['--epochs', 'three'], "argument --epochs: invalid int value: 'three'"),
+    (['--data', 'cifar10'], "--data: unknown MNIST dataset 'cifar10'"),
+    (['--bs', '0'], '--bs must be a positive integer'),
+])
+def test_bad_arguments(tmp_path, args, problem):
+    r = run('train', '--out', tmp_path / 'runs', *args)
+    assert r.returncode != 0
+    assert r.stderr.count('\n') == 1 and problem in r.stderr, r.stderr
+    assert files_under(tmp_path) == []                        # not even the output folder
+
+
+def test_out_is_a_file(tmp_path):
+    (tmp_path / 'runs').write_text('not a folder')
+    r = run('train', '--epochs', 1, '--out', tmp_path / 'runs')
+    assert r.returncode != 0
+    assert r.stderr.count('\n') == 1 and 'exists and is not a folder' in r.stderr, r.stderr
+    assert files_under(tmp_path) == ['runs'] and (tmp_path / 'runs').read_text() == 'not a folder'
+
+
+def test_out_not_writable(tmp_path):
+    "A folder we may not write to; as root (who may write anywhere) a path through a file stands in for it."
+    if hasattr(os, 'geteuid') and os.geteuid() != 0:
+        parent = tmp_path / 'readonly'
+        parent.mkdir()
+        parent.chmod(0o500)
+        out, cause = parent / 'runs', 'Permission denied'
+    else:
+        (tmp_path / 'file').write_text('x')
+        out, cause = tmp_path / 'file' / 'runs', 'Not a directory'
+    try:
+        r = run('train', '--epochs', 1, '--out', out)
+        assert r.returncode != 0
+        assert r.stderr.count('\n') == 1 and 'cannot write to' in r.stderr and cause in r.stderr, r.stderr
+        assert not out.exists()
+    finally:
+        if out.parent.name == 'readonly': out.parent.chmod(0o700)
+
+
+def test_help_lists_subcommands():
+    r = run('--help')
+    assert r.returncode == 0 and re.search(r'^\s+train\s', r.stdout, re.M), r.stdout
+    r = run()
+    assert r.returncode != 0 and 'train' in r.stderr
+    r = run('fly')
+    assert r.returncode != 0 and "unknown command 'fly'" in r.stderr
+
+
+def test_train_help():
+    r = run('train', '--help')
+    assert r.returncode == 0
+    for opt in ('--epochs', '--lr', '--bs', '--data', '--out', '--no-bars'): assert opt in r.stdout, opt
+
+
+@pytest.mark.skipif(shutil.which('mlfound') is None, reason='the `mlfound` script is not installed (pip install -e .)')
+def test_console_script():
+    r = subprocess.run(['mlfound', '--help'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and 'train' in r.stdout
