@@ -57,22 +57,22 @@ def mse(output:Tensor, # predictions, (bs, 1)
     return (output[:, 0] - targ).pow(2).mean()
 
 # %% ../nbs/03_backprop.ipynb #3f85427e
-def mse_grad(inp:Tensor, # the predictions that went into `mse`, (bs, 1); gets `.g`
+def mse_grad(inp:Tensor, # the predictions that went into mse, (bs, 1); gets `.g`
              targ:Tensor, # targets, (bs,)
             ) -> None:
     "Set `inp.g` to the gradient of `mse(inp, targ)` with respect to `inp`."
     inp.g = 2. * (inp[:, 0] - targ)[:, None] / inp.shape[0]  # (bs, 1)
 
 # %% ../nbs/03_backprop.ipynb #8513969e
-def relu_grad(inp:Tensor, # the input of `relu`; gets `.g`
-              out:Tensor, # the output of `relu`, with `out.g` already set
+def relu_grad(inp:Tensor, # the input of relu; gets `.g`
+              out:Tensor, # the output of relu, with `out.g` already set
              ) -> None:
     "Set `inp.g` from `out.g` through a ReLU: the gradient flows only where the input was positive."
     inp.g = (inp > 0).to(out.g.dtype) * out.g
 
 # %% ../nbs/03_backprop.ipynb #009f4fea
-def lin_grad(inp:Tensor, # the input of `lin`, (bs, n_in); gets `.g`
-             out:Tensor, # the output of `lin`, (bs, n_out), with `out.g` already set
+def lin_grad(inp:Tensor, # the input of lin, (bs, n_in); gets `.g`
+             out:Tensor, # the output of lin, (bs, n_out), with `out.g` already set
              w:Tensor, # weights, (n_in, n_out); gets `.g`
              b:Tensor, # bias, (n_out,); gets `.g`
             ) -> None:

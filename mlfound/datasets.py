@@ -62,7 +62,7 @@ def check_file(path:Path, # the file to check
 # %% ../nbs/00_datasets.ipynb #48b82147
 def download_url(url:str, # where to download from
                  dest:Path, # the final path of the file
-                 md5:str|None=None, # expected md5 (see `check_file`)
+                 md5:str|None=None, # expected md5 (see check_file)
                  size:int|None=None, # expected size in bytes
                  md5_limit:int|None=None, # hash only this many leading bytes
                  timeout:float=30, # seconds to wait for the server
@@ -92,7 +92,7 @@ def download_url(url:str, # where to download from
 _NET_ERRORS = (OSError, http.client.HTTPException, ValueError)
 
 def fetch(fname:str, # file name, appended to each mirror's URL
-          md5:str, # expected md5 (see `check_file`)
+          md5:str, # expected md5 (see check_file)
           mirrors:list[str], # base URLs tried in order
           folder:Path, # the folder the file is cached in
           size:int|None=None, # expected size in bytes

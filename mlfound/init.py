@@ -72,7 +72,7 @@ class Hooks:
     "A `Hook` on each of `modules`, all removed together by `remove` or at the end of a `with` block."
     def __init__(self,
                  modules:Iterable[nn.Module], # the modules to watch
-                 fn:Callable, # called as `fn(hook, module, inp, out)`, see `Hook`
+                 fn:Callable, # called as `fn(hook, module, inp, out)`, see Hook
                 ):
         self.hooks = []
         try:

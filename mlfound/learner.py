@@ -44,7 +44,7 @@ class Learner:
 
     def __init__(self,
                  model:nn.Module, # the model to train
-                 dls, # `DataLoaders`: anything with `.train` and `.valid` iterables of `(xb, yb)`
+                 dls, # DataLoaders: anything with `.train` and `.valid` iterables of `(xb, yb)`
                  loss_func:Callable=F.cross_entropy, # loss_func(preds, yb) -> a scalar tensor
                  lr:float=0.1, # default learning rate
                  cbs:Iterable[Callback]|None=None, # callbacks, added to (or replacing) the defaults
@@ -130,6 +130,7 @@ def _one_batch(self:Learner):
 # %% ../nbs/06_learner.ipynb #405c9eec
 class TrainCB(Callback):
     "The steps of plain supervised training: predict, compute the loss, backpropagate, step, zero the gradients."
+    def before_fit(self, learn): learn.opt.zero_grad()   # an interrupted fit may have left gradients behind
     def predict(self, learn):   learn.preds = learn.model(learn.batch[0])
     def get_loss(self, learn):  learn.loss = learn.loss_func(learn.preds, learn.batch[1])
     def backward(self, learn):  learn.loss.backward()
@@ -247,12 +248,12 @@ class ProgressCB(Callback):
 Learner.default_cbs = (TrainCB, DeviceCB, MetricsCB, ProgressCB)
 
 # %% ../nbs/06_learner.ipynb #c54e956a
-def get_lr(opt, # an mlfound `Optimizer` or a `torch.optim` optimiser
+def get_lr(opt, # an mlfound Optimizer or a `torch.optim` optimiser
           ) -> float:
     "The learning rate of `opt`: its first parameter group's for a `torch.optim` optimiser, else `opt.lr`."
     return opt.param_groups[0]['lr'] if hasattr(opt, 'param_groups') else opt.lr
 
-def set_lr(opt, # an mlfound `Optimizer` or a `torch.optim` optimiser
+def set_lr(opt, # an mlfound Optimizer or a `torch.optim` optimiser
            lr:float, # the new learning rate
           ):
     "Set the learning rate of `opt`: of every parameter group of a `torch.optim` optimiser, else `opt.lr`."
@@ -409,7 +410,7 @@ def bench_learner(n_train:int=8000, # training images (the first `n_train` of th
                   bs:int=64, # batch size of both passes
                   nh:int=100, # hidden units of the MLP 784-nh-10
                   repeats:int=5, # timed epochs per variant (after one warm-up); the fastest is reported
-                  data:str|None=None, # MNIST dataset name (see `get_mnist`)
+                  data:str|None=None, # MNIST dataset name (see get_mnist)
                   device:torch.device|str|None=None, # where both loops train (default: `def_device`)
                   verbose:bool=True, # print the table
                  ) -> dict:

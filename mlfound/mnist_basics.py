@@ -59,7 +59,7 @@ def bench_load_digits(folder:str='train/3', # a folder of MNIST_SAMPLE
     return dict(folder=folder, n=len(fast), naive_s=t_naive, load_digits_s=t_fast, speedup=t_naive/t_fast)
 
 # %% ../nbs/02_mnist_basics.ipynb #8bd5f7f9
-def load_mnist_sample(path:Path|str|None=None, # the MNIST_SAMPLE folder; default `get_mnist_sample()`
+def load_mnist_sample(path:Path|str|None=None, # the MNIST_SAMPLE folder; default get_mnist_sample()
                       verbose:bool=False, # print how many images each folder holds
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     "MNIST_SAMPLE as `train_3, train_7, valid_3, valid_7`, each a float tensor (N, 28, 28) in [0, 1]."
@@ -159,7 +159,7 @@ class BasicOptim:
 # %% ../nbs/02_mnist_basics.ipynb #99f251fd
 def train_epoch(model:Callable, # maps a batch of inputs to scores
                 dl:Iterable, # yields `(xb, yb)` training batches
-                opt, # an optimiser with `step()` and `zero_grad()`, e.g. `BasicOptim`
+                opt, # an optimiser with `step()` and `zero_grad()`, e.g. BasicOptim
                 loss_func:Callable=mnist_loss, # `loss_func(preds, yb)` -> scalar
                ) -> float:
     "One pass over `dl`: for each batch, loss, backward, `opt.step()`, `opt.zero_grad()`; returns the mean loss."

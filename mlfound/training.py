@@ -19,7 +19,7 @@ from .losses import accuracy
 
 # %% ../nbs/05_training.ipynb #1cc0ccb1
 def report(epoch:int, # the epoch just finished (0-based)
-           loss:float, # the loss to show (validation loss in `fit`)
+           loss:float, # the loss to show (validation loss in fit)
            acc:float, # the accuracy to show
            train_loss:float|None=None, # the mean training loss, if known
           ) -> None:
@@ -120,7 +120,7 @@ class Sampler:
 class BatchSampler:
     "Group the indices of `sampler` into lists of `bs`; the last one may be shorter unless `drop_last`."
     def __init__(self,
-                 sampler:Iterable[int], # the indices, e.g. a `Sampler`
+                 sampler:Iterable[int], # the indices, e.g. a Sampler
                  bs:int, # batch size
                  drop_last:bool=False, # drop the final batch if it has fewer than `bs` items
                 ):
@@ -164,7 +164,7 @@ class DataLoader:
                  drop_last:bool=False, # drop the final incomplete batch
                  collate_fn:Callable=collate, # turns a list of items into a batch
                  generator:torch.Generator|None=None, # randomness for the shuffle
-                 batched:bool|None=None, # fetch a batch with one `ds[idxs]`; default: when `ds.batch_indexable` and `collate_fn` is `collate`
+                 batched:bool|None=None, # fetch a batch with one `ds[idxs]`; default: when `ds.batch_indexable` and `collate_fn` is collate
                 ):
         if len(ds) == 0: raise ValueError('cannot make a DataLoader from an empty dataset')
         self.ds, self.bs, self.shuffle, self.drop_last, self.collate_fn = ds, bs, shuffle, drop_last, collate_fn
@@ -193,7 +193,7 @@ def get_dls(train_ds, # the training dataset, shuffled every epoch
             valid_ds, # the validation dataset, in order
             bs:int=64, # training batch size; validation uses `2*bs`
             drop_last:bool=False, # drop the last incomplete *training* batch
-            **kwargs, # passed to both `DataLoader`s (e.g. `collate_fn`, `generator`)
+            **kwargs, # passed to both DataLoaders (e.g. `collate_fn`, `generator`)
            ) -> DataLoaders:
     "`DataLoaders` for a training set (shuffled) and a validation set (in order, batches of `2*bs`)."
     return DataLoaders(DataLoader(train_ds, bs, shuffle=True, drop_last=drop_last, **kwargs),
@@ -206,7 +206,7 @@ def fit(epochs:int, # number of passes over the training set
         opt:Optimizer, # anything with `step()` and `zero_grad()`
         train_dl:Iterable, # training batches `(xb, yb)`
         valid_dl:Iterable, # validation batches `(xb, yb)`
-        verbose:bool=True, # `report` after every epoch
+        verbose:bool=True, # report after every epoch
         history:list|None=None, # if a list, each training batch's loss is appended to it
        ) -> tuple[float, float]:
     "Train `model` for `epochs`, evaluating after each; return the final validation loss and accuracy."

@@ -1,0 +1,80 @@
+"""Shared pytest fixtures: paths, the test output folder, and an offline headless Chromium (Playwright).
+
+Fixtures are created only when a test asks for them, so tests that use none pay nothing.
+"""
+from __future__ import annotations
+import os, shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NBS = Path(os.environ.get('MLFOUND_NBS') or ROOT/'nbs').resolve()   # MLFOUND_NBS: try the tests on a copy of nbs/
+TEST_OUT = ROOT/'test_out'     # screenshots and other artefacts (git-ignored; CI uploads it)
+
+# Chromium must never reach the network: no background services, no updates, a fresh profile.
+CHROMIUM_ARGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+                 '--disable-background-networking', '--disable-component-update', '--no-first-run',
+                 '--disable-default-apps', '--disable-sync', '--disable-extensions', '--metrics-recording-only',
+                 '--no-default-browser-check', '--disable-domain-reliability', '--disable-breakpad']
+
+def chromium_path() -> str|None:
+    "The Chromium to drive: `$MLFOUND_CHROMIUM`, else `chromium` / `chromium-browser` on the PATH."
+    env = os.environ.get('MLFOUND_CHROMIUM')
+    if env and Path(env).exists(): return env
+    return shutil.which('chromium') or shutil.which('chromium-browser')
+
+def notebooks() -> list[Path]:
+    "Every notebook in nbs/, sorted (discovered, never listed by hand)."
+    return sorted(p for p in NBS.glob('*.ipynb') if not p.name.startswith(('_', '.')))
+
+def training_notebook() -> Path|None:
+    "The notebook the training checks use: `$MLFOUND_TRAIN_NB`, else 06_learner, else 05_training (None if none exists)."
+    env = os.environ.get('MLFOUND_TRAIN_NB')
+    if env: return NBS/env
+    return next((NBS/n for n in ('06_learner.ipynb', '05_training.ipynb') if (NBS/n).exists()), None)
+
+_REPORT: list[str] = []
+
+@pytest.fixture(scope='session')
+def report():
+    "`report(line)` adds a line to the 'mlfound test report' printed at the end of the run (timings, paths)."
+    return _REPORT.append
+
+def pytest_terminal_summary(terminalreporter):
+    if _REPORT:
+        terminalreporter.section('mlfound test report')
+        for line in _REPORT: terminalreporter.write_line(line)
+
+@pytest.fixture(scope='session')
+def test_out() -> Path:
+    "The folder for screenshots (`test_out/` at the repository root)."
+    TEST_OUT.mkdir(exist_ok=True)
+    return TEST_OUT
+
+@pytest.fixture(scope='session')
+def browser(tmp_path_factory):
+    "A headless Chromium (Playwright, system binary) with a fresh profile; skips the test if there is none."
+    exe = chromium_path()
+    if not exe: pytest.skip('Chromium not found (install it, e.g. `apt-get install chromium`, or set MLFOUND_CHROMIUM)')
+    try: from playwright.sync_api import sync_playwright
+    except ImportError: pytest.skip('the playwright Python package is not installed (pip install playwright)')
+    profile = tmp_path_factory.mktemp('chromium-profile')
+    with sync_playwright() as pw:
+        ctx = pw.chromium.launch_persistent_context(str(profile), executable_path=exe, headless=True, args=CHROMIUM_ARGS,
+                                                    viewport={'width': 1280, 'height': 900}, offline=False)
+        ctx.set_default_timeout(30_000)
+        try: yield ctx
+        finally: ctx.close()
+
+def block_network(page, allow_hosts:tuple[str, ...]=('127.0.0.1', 'localhost')) -> list[str]:
+    "Abort every request that is not a local file, data URL or to `allow_hosts`; return the list of blocked URLs."
+    blocked = []
+    def route(r):
+        url = r.request.url
+        from urllib.parse import urlsplit
+        u = urlsplit(url)
+        if u.scheme in ('file', 'data', 'blob', 'about') or u.hostname in allow_hosts: return r.continue_()
+        blocked.append(url); return r.abort()
+    page.route('**/*', route)
+    return blocked
