@@ -6,7 +6,7 @@
    headless Chromium, the data loader's failure cases, the `mlfound train` command.
 
     python tools/test.py                    # everything
-    python tools/test.py --jobs 2           # notebooks two at a time
+    python tools/test.py --jobs 1           # notebooks one at a time (default: two at a time on 2+ cores)
     python tools/test.py --only nbs         # just the notebooks (or: --only pytest)
     python tools/test.py -- -k datasets     # arguments after -- go to pytest
 """
@@ -20,18 +20,28 @@ def notebooks():
     "The notebooks nbdev_test would run, in course order."
     return sorted(p for p in (ROOT/'nbs').glob('*.ipynb') if not p.name.startswith(('_', '.')))
 
-def run_notebook(nb):
+def run_notebook(nb, env=None):
     "Run one notebook with nbdev_test in its own process; return (name, ok, seconds, output)."
     t0 = time.perf_counter()
     r = subprocess.run(['nbdev_test', '--path', str(nb), '--n_workers', '0'], cwd=ROOT,
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=env)
     out = (r.stdout + r.stderr).strip()
     return nb.name, r.returncode == 0 and 'nbdev Tests Failed' not in out, time.perf_counter() - t0, out
 
+def notebook_env(jobs):
+    """Split the cores between parallel notebooks, unless the caller chose thread counts.
+    The course's models are small: on 2 cores, two notebooks with one thread each took 65 s where one at a
+    time with two threads took 122 s (torch's threads mostly wait on each other at these sizes)."""
+    env = dict(os.environ)
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    for k in ('OMP_NUM_THREADS', 'NUMBA_NUM_THREADS'): env.setdefault(k, threads)
+    return env
+
 def test_notebooks(jobs):
-    passed, failed = 0, 0
+    passed, failed, env = 0, 0, notebook_env(jobs)
+    print(f'   threads per notebook: OMP_NUM_THREADS={env["OMP_NUM_THREADS"]}', flush=True)
     with ThreadPoolExecutor(jobs) as ex:
-        for name, ok, secs, out in ex.map(run_notebook, notebooks()):
+        for name, ok, secs, out in ex.map(lambda nb: run_notebook(nb, env), notebooks()):
             print(f'{"ok    " if ok else "FAILED"} {name} ({secs:.1f}s)', flush=True)
             if not ok: print('\n'.join('    ' + l for l in out.splitlines()[-60:]), flush=True)
             passed, failed = passed + ok, failed + (not ok)
@@ -56,7 +66,7 @@ if __name__ == '__main__':
     extra = argv[argv.index('--') + 1:] if '--' in argv else []
     argv = argv[:argv.index('--')] if '--' in argv else argv
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--jobs', type=int, default=1, help='notebooks run at the same time')
+    p.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1), help='notebooks run at the same time')
     p.add_argument('--only', choices=['nbs', 'pytest'], help='run just one part')
     a = p.parse_args(argv)
     t0, totals = time.perf_counter(), []
