@@ -67,16 +67,23 @@ def _from_numpy(c:np.ndarray, like:torch.Tensor) -> torch.Tensor:
     "`c` as a contiguous tensor with the dtype and device of `like`."
     return torch.from_numpy(np.ascontiguousarray(c)).to(dtype=like.dtype, device=like.device)
 
+def _run_kernel(kernel, # a numba kernel `kernel(a, b, c)` that adds `a @ b` to `c`
+                a:torch.Tensor, b:torch.Tensor, # the matrices, (m, k) and (k, n)
+                prep_b=lambda bn: bn, # rearranges `b`'s array first (e.g. transposes it)
+               ) -> torch.Tensor:
+    "Check the shapes, run `kernel` on NumPy copies into a zeroed result, and return it as a tensor like `a`."
+    m, k, n = check_matmul_args(a, b)
+    an = _to_numpy(a)
+    c = np.zeros((m, n), dtype=an.dtype)
+    kernel(an, prep_b(_to_numpy(b)), c)
+    return _from_numpy(c, a)
+
 # %% ../nbs/01_matmul.ipynb #f5f5dc93
 def matmul_numba(a:torch.Tensor, # the left matrix, (m, k)
                  b:torch.Tensor, # the right matrix, (k, n)
                 ) -> torch.Tensor:
     "`a @ b` with the triple loop of `matmul_loops` compiled to machine code by numba."
-    m, k, n = check_matmul_args(a, b)
-    an, bn = _to_numpy(a), _to_numpy(b)
-    c = np.zeros((m, n), dtype=an.dtype)
-    _matmul_ijk_kernel(an, bn, c)
-    return _from_numpy(c, a)
+    return _run_kernel(_matmul_ijk_kernel, a, b)
 
 # %% ../nbs/01_matmul.ipynb #3f21053f
 def matmul_elementwise(a:torch.Tensor, # the left matrix, (m, k)
@@ -131,11 +138,7 @@ def matmul_ikj(a:torch.Tensor, # the left matrix, (m, k)
                b:torch.Tensor, # the right matrix, (k, n)
               ) -> torch.Tensor:
     "`a @ b` compiled by numba with loops in i-p-j order (vectorised inner loop) and rows split between threads."
-    m, k, n = check_matmul_args(a, b)
-    an, bn = _to_numpy(a), _to_numpy(b)
-    c = np.zeros((m, n), dtype=an.dtype)
-    _matmul_ikj_kernel(an, bn, c)
-    return _from_numpy(c, a)
+    return _run_kernel(_matmul_ikj_kernel, a, b)
 
 # %% ../nbs/01_matmul.ipynb #1982a5d2
 TILE_ROWS = 48      # rows of A per parallel task (a multiple of 3): 48 rows × k numbers stay in L2
@@ -200,11 +203,7 @@ def matmul_tiled(a:torch.Tensor, # the left matrix, (m, k)
                  b:torch.Tensor, # the right matrix, (k, n)
                 ) -> torch.Tensor:
     "`a @ b` by a cache- and register-blocked numba kernel on `a` and the transpose of `b`, rows in parallel."
-    m, k, n = check_matmul_args(a, b)
-    an, bn = _to_numpy(a), _to_numpy(b)
-    c = np.zeros((m, n), dtype=an.dtype)
-    _matmul_tiled_kernel(an, _transpose(bn), c)     # (m, k) @ (n, k).T -> (m, n)
-    return _from_numpy(c, a)
+    return _run_kernel(_matmul_tiled_kernel, a, b, _transpose)   # (m, k) @ (n, k).T -> (m, n)
 
 # %% ../nbs/01_matmul.ipynb #70b07d31
 matmuls = {'loops': matmul_loops, 'elementwise': matmul_elementwise, 'broadcast': matmul_broadcast,
