@@ -8,14 +8,12 @@ import math
 
 # %% auto #0
 __all__ = ['lin', 'relu', 'mse', 'mse_grad', 'relu_grad', 'lin_grad', 'forward_and_backward', 'Module', 'Relu', 'Lin', 'Mse',
-           'Model', 'LinearFunction', 'Linear', 'bench_backprop']
+           'Model', 'LinearFunction', 'Linear']
 
 # %% ../nbs/03_backprop.ipynb #50f84865
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from .core import machine_info, time_fn
-from .datasets import get_mnist
 
 # %% ../nbs/03_backprop.ipynb #021d522a
 def _check_lin(x:Tensor, w:Tensor, b:Tensor|None):
@@ -197,38 +195,3 @@ class Linear(nn.Module):
 
     def forward(self, x:Tensor) -> Tensor: return LinearFunction.apply(x, self.weight, self.bias)
     def extra_repr(self): return f'n_in={self.n_in}, n_out={self.n_out}, bias={self.bias is not None}'
-
-# %% ../nbs/03_backprop.ipynb #037e6e9e
-def bench_backprop(x:Tensor|None=None, # inputs, (bs, n_in); default: the normalised MNIST training set
-                   y:Tensor|None=None, # targets, (bs,)
-                   nh:int=50, # hidden units
-                   repeats:int=11, # timed calls of each variant, interleaved; the median is reported
-                   seed:int=42, # seed for the weights
-                  ) -> dict:
-    "Time the hand-written forward and backward pass against autograd; print a table and return seconds per call."
-    if x is None:
-        x, y, *_ = get_mnist()
-        x = (x - x.mean()) / x.std()
-    if y is None or len(y) != len(x): raise ValueError(f'bench_backprop needs one target per input row; got x of shape {tuple(x.shape)} and y {None if y is None else tuple(y.shape)}')
-    y = y.float()
-    g = torch.Generator().manual_seed(seed)
-    n_in = x.shape[1]
-    w1, b1 = torch.randn(n_in, nh, generator=g) / math.sqrt(n_in), torch.zeros(nh)
-    w2, b2 = torch.randn(nh, 1, generator=g) / math.sqrt(nh), torch.zeros(1)
-    xg = x.clone().requires_grad_()
-    ps = [p.clone().requires_grad_() for p in (w1, b1, w2, b2)]
-    def loss_fn(inp): return mse(lin(relu(lin(inp, ps[0], ps[1])), ps[2], ps[3]), y)
-    def forward():
-        with torch.no_grad(): loss_fn(x)
-    fns = {'forward only':          forward,
-           'hand':                  lambda: forward_and_backward(x, y, w1, b1, w2, b2),
-           'autograd':              lambda: torch.autograd.grad(loss_fn(xg), [xg, *ps]),
-           'autograd, params only': lambda: torch.autograd.grad(loss_fn(x), ps)}
-    for f in fns.values(): f()  # warm up
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items(): times[k].append(time_fn(f, warmup=0, repeats=1))
-    res = {k: sorted(v)[len(v)//2] for k, v in times.items()}
-    print(f'forward and backward, batch of {len(x):,} x {n_in} -> {nh} -> 1; {machine_info()}')
-    for k, t in res.items(): print(f'  {k:<22} {t*1e3:8.1f} ms   {t/res["hand"]:5.2f}x hand')
-    return res

@@ -10,13 +10,13 @@ from functools import partial
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['COMMANDS', 'mnist_mlp', 'UsageError', 'train', 'main']
+__all__ = ['COMMANDS', 'mnist_mlp', 'UsageError', 'train', 'bench', 'main']
 
 # %% ../nbs/06a_cli.ipynb #019572d9
 import torch
 from torch import nn
 import torch.nn.functional as F
-from fastcore.script import anno_parser
+from fastcore.script import anno_parser, Param
 from .core import set_seed, def_device
 from .datasets import get_mnist, mnist_name, DownloadError, ChecksumError
 from .training import Dataset, get_dls, SGD
@@ -133,8 +133,16 @@ def train(epochs:int=3, # number of epochs
     print(f'wrote {paths[0]} and {paths[1]}')
     return {'dataset': name, 'valid_loss': loss, 'valid_acc': acc, 'model': paths[0], 'plot': paths[1]}
 
+# %% ../nbs/06a_cli.ipynb #e82a2ff4
+def bench(name:Param('which benchmark: a key of mlfound.bench.BENCHES, or all', str, opt=False, nargs='?')='all'):
+    "Run one of the course's benchmarks (or all of them), printing each table and ratio."
+    from mlfound.bench import BENCHES, run_benchmarks
+    if name != 'all' and name not in BENCHES:
+        raise UsageError(f'unknown benchmark {name!r}; choose from {", ".join(BENCHES)} or all')
+    return run_benchmarks(name)
+
 # %% ../nbs/06a_cli.ipynb #322a58db
-COMMANDS = {'train': train}
+COMMANDS = {'train': train, 'bench': bench}
 
 def _usage() -> str:
     cmds = '\n'.join(f'  {k:8s} {f.__doc__}' for k, f in COMMANDS.items())

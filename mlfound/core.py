@@ -6,9 +6,10 @@
 from __future__ import annotations
 import os, random, statistics, time
 from collections.abc import Callable
+from functools import partial
 
 # %% auto #0
-__all__ = ['def_device', 'set_seed', 'default_device', 'to_device', 'time_fn', 'machine_info']
+__all__ = ['def_device', 'set_seed', 'default_device', 'to_device', 'time_fns', 'time_fn', 'machine_info']
 
 # %% ../nbs/00_core.ipynb #38ace00e
 import numpy as np
@@ -16,13 +17,11 @@ import torch
 
 # %% ../nbs/00_core.ipynb #2ae2df4e
 def set_seed(seed:int=42, # the seed for Python's, NumPy's and PyTorch's generators
-             deterministic:bool=False, # also ask PyTorch for deterministic kernels (slower on GPU)
             ) -> None:
     "Seed every random number generator a notebook uses."
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    if deterministic: torch.use_deterministic_algorithms(True, warn_only=True)
 
 # %% ../nbs/00_core.ipynb #a21e2802
 def default_device() -> torch.device:
@@ -43,21 +42,29 @@ def to_device(x, device=None):
     return x
 
 # %% ../nbs/00_core.ipynb #a3712a57
+def time_fns(fns:dict[str, Callable], # name -> a function of no arguments, to be timed
+             repeats:int=5, # timed rounds; each round calls every function once
+             warmup:int=1, # untimed rounds before measuring
+            ) -> dict[str, float]:
+    "Median wall-clock seconds per call of each of `fns`, timed in interleaved rounds."
+    if repeats < 1: raise ValueError(f'repeats must be at least 1, got {repeats}')
+    if not fns: raise ValueError('time_fns needs at least one function to time')
+    names, times = list(fns), {k: [] for k in fns}
+    for r in range(warmup + repeats):
+        for k in names[r % len(names):] + names[:r % len(names)]:   # each round starts with the next function
+            t0 = time.perf_counter()
+            fns[k]()
+            if r >= warmup: times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+# %% ../nbs/00_core.ipynb #74c7e7ea
 def time_fn(f:Callable, # the function to time
             *args, # positional arguments passed to `f`
             warmup:int=1, # untimed calls before measuring
             repeats:int=5, # timed calls; the median is returned
-            min_time:float=0., # keep repeating until this many seconds have been spent measuring
             **kwargs) -> float:
-    "Median wall-clock seconds per call of `f(*args, **kwargs)`, after `warmup` untimed calls."
-    if repeats < 1: raise ValueError(f'repeats must be at least 1, got {repeats}')
-    for _ in range(warmup): f(*args, **kwargs)
-    times, start = [], time.perf_counter()
-    while len(times) < repeats or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        f(*args, **kwargs)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    "Median wall-clock seconds per call of `f(*args, **kwargs)`, after `warmup` untimed calls (see `time_fns`)."
+    return time_fns({'f': partial(f, *args, **kwargs)}, repeats=repeats, warmup=warmup)['f']
 
 # %% ../nbs/00_core.ipynb #83391da4
 def machine_info() -> str:

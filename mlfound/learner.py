@@ -4,13 +4,13 @@
 
 # %% ../nbs/06_learner.ipynb #5ba900d3
 from __future__ import annotations
-import contextlib, copy, io, math, sys, time, warnings
+import copy, math, sys, warnings
 from collections.abc import Callable, Iterable
 from functools import partial
 
 # %% auto #0
 __all__ = ['Callback', 'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'Learner', 'TrainCB', 'MetricsCB',
-           'DeviceCB', 'ProgressCB', 'get_lr', 'set_lr', 'RecorderCB', 'LRFinderCB', 'bench_learner']
+           'DeviceCB', 'ProgressCB', 'get_lr', 'set_lr', 'RecorderCB', 'LRFinderCB']
 
 # %% ../nbs/06_learner.ipynb #2456f0a1
 import torch
@@ -18,8 +18,8 @@ from torch import nn
 import torch.nn.functional as F
 import fastprogress.fastprogress as fp
 from fastcore.basics import patch
-from .core import def_device, to_device, machine_info
-from .losses import accuracy
+from .core import def_device, to_device
+from .losses import multiclass_accuracy
 from .training import SGD, Dataset, DataLoader, DataLoaders, get_dls
 
 # %% ../nbs/06_learner.ipynb #ad9c6c0d
@@ -141,8 +141,8 @@ class TrainCB(Callback):
 class MetricsCB(Callback):
     "The loss and metrics of each epoch's training and validation passes, as means weighted by batch size, in `learn.metrics`."
     order = 10
-    def __init__(self, **metrics): # name=f(preds, yb) -> a batch mean; default `acc=accuracy`
-        self.metrics = metrics or {'acc': accuracy}
+    def __init__(self, **metrics): # name=f(preds, yb) -> a batch mean; default `acc=multiclass_accuracy`
+        self.metrics = metrics or {'acc': multiclass_accuracy}
 
     def before_epoch(self, learn): learn.metrics = {'epoch': learn.epoch}
 
@@ -385,72 +385,3 @@ def get_preds(self:Learner, dl=None) -> tuple[torch.Tensor, torch.Tensor]: # def
         for xb, yb in dl:
             preds.append(self.model(to_device(xb, dev))); targs.append(yb)
     return torch.cat(preds).cpu(), torch.cat(targs)
-
-# %% ../nbs/06_learner.ipynb #8d539a25
-def _hand_epoch(model, train_dl, valid_dl, opt, device, loss_func=F.cross_entropy):
-    "One epoch of a hand-written loop: the work `Learner` does with its default callbacks."
-    res = {}
-    for training, dl in ((True, train_dl), (False, valid_dl)):
-        model.train(training)
-        ns, losses, accs = [], [], []
-        with torch.set_grad_enabled(training):
-            for xb, yb in dl:
-                xb, yb = xb.to(device), yb.to(device)
-                preds = model(xb)
-                loss = loss_func(preds, yb)
-                if training:
-                    loss.backward(); opt.step(); opt.zero_grad()
-                ns.append(len(yb)); losses.append(loss.detach()); accs.append(accuracy(preds, yb))
-        n = torch.tensor(ns, dtype=torch.float32, device=device)
-        res[training] = ((torch.stack(losses) * n).sum() / n.sum()).item(), ((torch.stack(accs) * n).sum() / n.sum()).item()
-    return res
-
-def bench_learner(n_train:int=8000, # training images (the first `n_train` of the training set)
-                  n_valid:int=2000, # validation images
-                  bs:int=64, # batch size of both passes
-                  nh:int=100, # hidden units of the MLP 784-nh-10
-                  repeats:int=5, # timed epochs per variant (after one warm-up); the fastest is reported
-                  data:str|None=None, # MNIST dataset name (see get_mnist)
-                  device:torch.device|str|None=None, # where both loops train (default: `def_device`)
-                  verbose:bool=True, # print the table
-                 ) -> dict:
-    "Time one epoch of the Learner (default callbacks, bars off) against a hand-written PyTorch loop, side by side."
-    import torch.utils.data as tud
-    from mlfound.datasets import get_mnist
-    xt, yt, xv, yv = get_mnist(data)
-    xt, yt, xv, yv = xt[:n_train], yt[:n_train], xv[:n_valid], yv[:n_valid]
-    device = def_device if device is None else torch.device(device)
-    torch.manual_seed(0)
-    model0 = nn.Sequential(nn.Linear(xt.shape[1], nh), nn.ReLU(), nn.Linear(nh, 10)).to(device)
-    loaders = {'torch': lambda: (tud.DataLoader(tud.TensorDataset(xt, yt), batch_size=bs, shuffle=True),
-                                 tud.DataLoader(tud.TensorDataset(xv, yv), batch_size=bs)),
-               'mlfound': lambda: (DataLoader(Dataset(xt, yt), bs, shuffle=True), DataLoader(Dataset(xv, yv), bs))}
-    runs = {}
-    for loader, make in loaders.items():
-        model, (tdl, vdl) = copy.deepcopy(model0), make()
-        opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        runs[f'hand loop, {loader} DataLoader'] = partial(_hand_epoch, model, tdl, vdl, opt, device)
-    for loader, make in loaders.items():
-        learn = Learner(copy.deepcopy(model0), DataLoaders(*make()), F.cross_entropy, lr=0.1,
-                        opt_func=torch.optim.SGD, cbs=[DeviceCB(device), ProgressCB(bars=False)])
-        runs[f'Learner, {loader} DataLoader'] = partial(learn.fit, 1)
-    times, names = {k: [] for k in runs}, list(runs)
-    with contextlib.redirect_stdout(io.StringIO()):   # the Learner's metrics table
-        for r in range(repeats + 1):
-            for k in names[r % 4:] + names[:r % 4]:   # each round starts with the next variant
-                t0 = time.perf_counter(); runs[k](); t = time.perf_counter() - t0
-                if r: times[k].append(t)   # round 0 is the warm-up; each epoch ends with `.item()`, a device sync
-    med = {k: min(v) for k, v in times.items()}   # other processes can only add time: the fastest run is the cleanest
-    ref = med['hand loop, torch DataLoader']
-    res = {'seconds': med,
-           'learner_vs_hand': med['Learner, mlfound DataLoader'] / ref,
-           'learner_vs_hand_same_loader': med['Learner, torch DataLoader'] / ref,
-           'learner_vs_hand_mlfound_loader': med['Learner, mlfound DataLoader'] / med['hand loop, mlfound DataLoader']}
-    if verbose:
-        print(f'one epoch: {len(xt):,} training + {len(xv):,} validation images, MLP {xt.shape[1]}-{nh}-10, bs {bs}, '
-              f'torch.optim.SGD, trained on {device}; fastest of {repeats}; {machine_info()}')
-        for k, t in med.items(): print(f'  {k:32s} {t*1000:8.1f} ms  {t/ref:5.2f}x')
-        print(f"Learner (mlfound DataLoader) / hand loop (torch DataLoader): {res['learner_vs_hand']:.2f}x  (goal <= 1.00)")
-        print(f"Learner / hand loop, both on torch's DataLoader:             {res['learner_vs_hand_same_loader']:.2f}x  (goal <= 1.05)")
-        print(f"Learner / hand loop, both on mlfound's DataLoader:           {res['learner_vs_hand_mlfound_loader']:.2f}x")
-    return res

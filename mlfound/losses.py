@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 # %% auto #0
-__all__ = ['logsumexp', 'log_softmax', 'softmax', 'nll', 'cross_entropy', 'cross_entropy_grad', 'accuracy']
+__all__ = ['logsumexp', 'log_softmax', 'softmax', 'nll', 'cross_entropy', 'cross_entropy_grad', 'multiclass_accuracy']
 
 # %% ../nbs/04_softmax_nll.ipynb #609e6acd
 def logsumexp(x:torch.Tensor, # scores (logits)
@@ -76,7 +76,7 @@ def cross_entropy_grad(logits:torch.Tensor, # raw scores, (N, C)
     return (softmax(logits) - one_hot) / len(targ)
 
 # %% ../nbs/04_softmax_nll.ipynb #c4ac9c96
-def accuracy(out:torch.Tensor, # scores or probabilities, classes in the last dimension
+def multiclass_accuracy(out:torch.Tensor, # scores or probabilities, classes in the last dimension
              targ:torch.Tensor, # integer class indices
             ) -> torch.Tensor:
     "Fraction of rows whose highest-scoring class is `targ`, as a 0-d float tensor."

@@ -4,19 +4,17 @@
 
 # %% ../nbs/01_matmul.ipynb #4b4ffc00
 from __future__ import annotations
-import math
 from collections.abc import Callable
 
 # %% auto #0
-__all__ = ['TILE_ROWS', 'TILE_K', 'matmuls', 'CHECK_SHAPES', 'MAX_WORK', 'check_matmul_args', 'matmul_loops', 'matmul_numba',
+__all__ = ['TILE_ROWS', 'TILE_K', 'matmuls', 'CHECK_SHAPES', 'check_matmul_args', 'matmul_loops', 'matmul_numba',
            'matmul_elementwise', 'matmul_broadcast', 'matmul_einsum', 'matmul_torch', 'matmul_ikj', 'matmul_tiled',
-           'check_matmul', 'time_matmuls', 'ladder_table', 'bench_matmul']
+           'check_matmul']
 
 # %% ../nbs/01_matmul.ipynb #189c1884
 import numpy as np
 import torch
 from numba import njit, prange, get_num_threads
-from .core import time_fn, machine_info
 
 # %% ../nbs/01_matmul.ipynb #2a86444e
 def check_matmul_args(a:torch.Tensor, # the left matrix, (m, k)
@@ -229,58 +227,3 @@ def check_matmul(f:Callable, # an implementation taking `a` (m, k) and `b` (k, n
                 raise AssertionError(f'{m}×{k} @ {k}×{n}: got shape {tuple(c.shape)} and dtype {c.dtype}')
             if not torch.allclose(c, a @ b, atol=eps, rtol=0):
                 raise AssertionError(f'{m}×{k} @ {k}×{n}: max difference {(c - a @ b).abs().max():.2g} > {eps}')
-
-# %% ../nbs/01_matmul.ipynb #917e3a76
-MAX_WORK = {'loops': 2e6, 'elementwise': 1e7, 'broadcast': 2e8, 'numba': 2e8}   # largest m*k*n to time
-
-def time_matmuls(m:int, k:int, n:int, # the sizes: (m, k) @ (k, n)
-                 names=None, # keys of `matmuls` to time (default: all)
-                 max_work:dict=MAX_WORK, # skip an implementation when m*k*n exceeds its entry
-                 repeats:int=5, # timed calls per implementation and round (the median is kept)
-                 rounds:int=1, # time the whole list this many times; keep each one's best median
-                 seed:int=0, # seed for the random matrices
-                ) -> list[dict]:
-    "Time implementations of `matmuls` on random float32 matrices: one dict per implementation."
-    g = torch.Generator().manual_seed(seed)
-    a, b = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)
-    names = list(matmuls) if names is None else list(names)
-    run = [nm for nm in names if m * k * n <= max_work.get(nm, math.inf)]
-    best = {nm: math.inf for nm in run}
-    for _ in range(rounds):
-        for nm in run: best[nm] = min(best[nm], time_fn(matmuls[nm], a, b, warmup=1, repeats=repeats))
-    rows = []
-    for nm in names:
-        s = best.get(nm)
-        rows.append(dict(size=f'{m}×{k} @ {k}×{n}', name=nm, seconds=s,
-                         gflops=None if s is None else 2 * m * k * n / s / 1e9,
-                         speedup=best['loops'] / s if s is not None and 'loops' in best else None,     # × faster than loops
-                         vs_torch=s / best['torch'] if s is not None and 'torch' in best else None))  # time / torch's
-    return rows
-
-# %% ../nbs/01_matmul.ipynb #058b9c4d
-def ladder_table(rows:list[dict]) -> str:
-    "Format the rows of `time_matmuls` as a text table."
-    lines = [f"{rows[0]['size']}  ({machine_info()}; numba {get_num_threads()} threads)",
-             f"{'implementation':<14}{'time/call':>12}{'GFLOP/s':>10}{'× loops':>10}{'time/torch':>12}"]
-    for r in rows:
-        if r['seconds'] is None: lines.append(f"{r['name']:<14}{'skipped: too slow at this size':>44}"); continue
-        s = r['seconds']
-        t = f'{s*1e3:.3g} ms' if s >= 1e-3 else f'{s*1e6:.3g} µs'
-        sp = '—' if r['speedup'] is None else f"{r['speedup']:,.0f}" if r['speedup'] >= 10 else f"{r['speedup']:.2g}"
-        vt = '—' if r['vs_torch'] is None else f"{r['vs_torch']:.2f}"
-        lines.append(f"{r['name']:<14}{t:>12}{r['gflops']:>10.3g}{sp:>10}{vt:>12}")
-    return '\n'.join(lines)
-
-# %% ../nbs/01_matmul.ipynb #a38e7666
-def bench_matmul(sizes=(512, 1024), # square sizes n: (n, n) @ (n, n)
-                 names=None, # keys of `matmuls` to run (default: all; slow ones are skipped at large sizes)
-                 repeats:int=5, # timed calls per implementation and round
-                 rounds:int=3, # times the whole ladder is measured; each implementation keeps its best
-                ) -> list[dict]:
-    "Print the matmul ladder (GFLOP/s, time relative to `torch.matmul`) at each size; return all rows."
-    rows = []
-    for n in sizes:
-        r = time_matmuls(n, n, n, names=names, repeats=repeats, rounds=rounds)
-        print(ladder_table(r), end='\n\n')
-        rows += r
-    return rows

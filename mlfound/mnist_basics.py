@@ -8,14 +8,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['load_digits', 'bench_load_digits', 'load_mnist_sample', 'mnist_distance', 'init_params', 'threes_sevens_xy',
-           'mnist_loss', 'batch_accuracy', 'validate_epoch', 'BasicOptim', 'train_epoch']
+__all__ = ['load_digits', 'load_mnist_sample', 'mnist_distance', 'init_params', 'threes_sevens_xy', 'mnist_loss',
+           'binary_accuracy', 'validate_epoch', 'BasicOptim', 'train_epoch']
 
 # %% ../nbs/02_mnist_basics.ipynb #afc522e5
 import numpy as np
 import torch
 from PIL import Image
-from .core import machine_info, time_fn
 from .datasets import get_mnist_sample
 
 # %% ../nbs/02_mnist_basics.ipynb #7580666f
@@ -35,28 +34,6 @@ def load_digits(path:Path|str, # a folder of 28×28 greyscale PNG files
     files = sorted(path.glob('*.png'))
     if not files: raise FileNotFoundError(f'no .png files in {path}')
     return torch.from_numpy(np.stack([_read_png(f) for f in files])).float().div_(255)
-
-# %% ../nbs/02_mnist_basics.ipynb #7b348c53
-def _load_digits_naive(path:Path) -> torch.Tensor:
-    "The obvious loader: one tensor per image, then `torch.stack` on the list."
-    return torch.stack([torch.tensor(np.array(Image.open(f))) for f in sorted(Path(path).glob('*.png'))]).float()/255
-
-def bench_load_digits(folder:str='train/3', # a folder of MNIST_SAMPLE
-                      repeats:int=3, # timed runs of each loader; the median is reported
-                     ) -> dict:
-    "Time `load_digits` against a tensor-per-image loader on one MNIST_SAMPLE folder; print a table, return the numbers."
-    path = get_mnist_sample()/folder
-    naive, fast = _load_digits_naive(path), load_digits(path)
-    if not torch.equal(naive, fast): raise AssertionError('the two loaders disagree')
-    t_naive = time_fn(_load_digits_naive, path, warmup=0, repeats=repeats)
-    t_fast  = time_fn(load_digits, path, warmup=0, repeats=repeats)
-    print(machine_info())
-    print(f'{len(fast):,} images in {folder}')
-    print(f'{"loader":<28}{"seconds":>9}{"images/s":>11}')
-    for name, t in (('tensor per image + stack', t_naive), ('load_digits', t_fast)):
-        print(f'{name:<28}{t:>9.3f}{len(fast)/t:>11,.0f}')
-    print(f'speed-up: {t_naive/t_fast:.1f}×')
-    return dict(folder=folder, n=len(fast), naive_s=t_naive, load_digits_s=t_fast, speedup=t_naive/t_fast)
 
 # %% ../nbs/02_mnist_basics.ipynb #8bd5f7f9
 def load_mnist_sample(path:Path|str|None=None, # the MNIST_SAMPLE folder; default get_mnist_sample()
@@ -115,18 +92,18 @@ def mnist_loss(preds:torch.Tensor, # raw scores, any shape; positive means "3"
     return torch.where(targ == 1, 1 - probs, probs).mean()
 
 # %% ../nbs/02_mnist_basics.ipynb #3f0309bd
-def batch_accuracy(preds:torch.Tensor, # raw scores; positive means "3"
+def binary_accuracy(preds:torch.Tensor, # raw scores; positive means "3"
                    targ:torch.Tensor, # targets of the same shape: 1 for a 3, 0 for a 7
                   ) -> torch.Tensor:
     "Fraction of predictions on the right side of 0.5 after the sigmoid."
-    _check_same_shape(preds, targ, 'batch_accuracy')
+    _check_same_shape(preds, targ, 'binary_accuracy')
     return ((preds.sigmoid() > 0.5) == (targ == 1)).float().mean()
 
 # %% ../nbs/02_mnist_basics.ipynb #a6c0d1d1
 @torch.no_grad()
 def validate_epoch(model:Callable, # maps a batch of inputs to scores
                    dl:Iterable, # yields `(xb, yb)` batches of the validation set
-                   metric:Callable=batch_accuracy, # `metric(preds, yb)` -> mean over the batch
+                   metric:Callable=binary_accuracy, # `metric(preds, yb)` -> mean over the batch
                   ) -> float:
     "The metric over all batches of `dl`, each batch weighted by its size, rounded to 4 digits."
     total, n = 0., 0

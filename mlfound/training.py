@@ -4,18 +4,17 @@
 
 # %% ../nbs/05_training.ipynb #7d08879d
 from __future__ import annotations
-import itertools, math, time
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 
 # %% auto #0
 __all__ = ['report', 'Optimizer', 'SGD', 'Dataset', 'Sampler', 'BatchSampler', 'collate', 'DataLoader', 'DataLoaders', 'get_dls',
-           'fit', 'loss_and_accuracy', 'bench_dataloader']
+           'fit', 'loss_and_accuracy']
 
 # %% ../nbs/05_training.ipynb #7b0b4a4b
 import torch
 from torch import nn
-from .core import machine_info
-from .losses import accuracy
+from .losses import multiclass_accuracy
 
 # %% ../nbs/05_training.ipynb #1cc0ccb1
 def report(epoch:int, # the epoch just finished (0-based)
@@ -235,42 +234,7 @@ def loss_and_accuracy(model:nn.Module, # the model to evaluate
         for xb, yb in dl:
             preds, n = model(xb), len(xb)
             tot_loss += loss_func(preds, yb).item() * n
-            tot_acc  += accuracy(preds, yb).item() * n
+            tot_acc  += multiclass_accuracy(preds, yb).item() * n
             count += n
     if count == 0: raise ValueError('the validation DataLoader yielded no batches')
     return tot_loss / count, tot_acc / count
-
-# %% ../nbs/05_training.ipynb #b6689805
-def _epoch_time(dl) -> float:
-    t0 = time.perf_counter()
-    for xb, yb in dl: pass
-    return time.perf_counter() - t0
-
-def bench_dataloader(bs:int=64, # batch size
-                     repeats:int=5, # timed epochs per loader (the median is reported)
-                     x:torch.Tensor|None=None, # inputs; default: the MNIST training images
-                     y:torch.Tensor|None=None, # targets; default: the MNIST training labels
-                     verbose:bool=True, # print the table
-                    ) -> dict:
-    "Samples per second of PyTorch's DataLoader and mlfound's (per-item and batched), on the same tensors."
-    import torch.utils.data as tud
-    if x is None:
-        from mlfound.datasets import get_mnist
-        x, y = get_mnist()[:2]
-    ds = Dataset(x, y)
-    loaders = {'torch.utils.data.DataLoader': tud.DataLoader(tud.TensorDataset(x, y), batch_size=bs, shuffle=True),
-               'mlfound DataLoader, per item': DataLoader(ds, bs, shuffle=True, batched=False),
-               'mlfound DataLoader, batched':  DataLoader(ds, bs, shuffle=True)}
-    times = {k: [] for k in loaders}
-    for dl in loaders.values(): _epoch_time(dl)   # warm-up
-    for _ in range(repeats):
-        for k, dl in loaders.items(): times[k].append(_epoch_time(dl))
-    sps = {k: len(x) / sorted(t)[len(t) // 2] for k, t in times.items()}
-    base = sps['torch.utils.data.DataLoader']
-    res = {'bs': bs, 'n': len(x), 'torch': base, 'per_item': sps['mlfound DataLoader, per item'],
-           'batched': sps['mlfound DataLoader, batched']}
-    res['ratio'] = res['batched'] / base
-    if verbose:
-        print(f'DataLoader throughput, {len(x):,} samples of {tuple(x.shape[1:])}, bs={bs}, shuffled; {machine_info()}')
-        for k, v in sps.items(): print(f'  {k:30s} {v:>12,.0f} samples/s  {v / base:5.2f}x')
-    return res
