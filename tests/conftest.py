@@ -1,9 +1,11 @@
-"""Shared pytest fixtures: paths, the test output folder, and an offline headless Chromium (Playwright).
+"""Shared pytest fixtures: paths, the test output folder, an offline headless Chromium (Playwright), a local web
+server for built sites.
 
-Fixtures are created only when a test asks for them, so tests that use none pay nothing.
+Fixtures are created only when a test asks for them, so tests that use none pay nothing. In CI (`$CI` set, as
+GitHub and `../shared/tools/ci-fresh-clone` do) a missing tool fails the test that needs it instead of skipping it.
 """
 from __future__ import annotations
-import os, shutil
+import contextlib, functools, http.server, os, shutil, threading
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,13 @@ CHROMIUM_ARGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-d
                  '--disable-background-networking', '--disable-component-update', '--no-first-run',
                  '--disable-default-apps', '--disable-sync', '--disable-extensions', '--metrics-recording-only',
                  '--no-default-browser-check', '--disable-domain-reliability', '--disable-breakpad']
+
+IN_CI = os.environ.get('CI', '').lower() not in ('', '0', 'false', 'no')
+
+def skip_or_fail(msg:str):
+    "Skip the test with `msg`, or fail it when running in CI, where every test must really run."
+    if IN_CI: pytest.fail(f'{msg} (CI must run this test, not skip it)')
+    pytest.skip(msg)
 
 def chromium_path() -> str|None:
     "The Chromium to drive: `$MLFOUND_CHROMIUM`, else `chromium` / `chromium-browser` on the PATH."
@@ -54,11 +63,11 @@ def test_out() -> Path:
 
 @pytest.fixture(scope='session')
 def browser(tmp_path_factory):
-    "A headless Chromium (Playwright, system binary) with a fresh profile; skips the test if there is none."
+    "A headless Chromium (Playwright, system binary) with a fresh profile; skips the test if there is none (fails in CI)."
     exe = chromium_path()
-    if not exe: pytest.skip('Chromium not found (install it, e.g. `apt-get install chromium`, or set MLFOUND_CHROMIUM)')
+    if not exe: skip_or_fail('Chromium not found (install it, e.g. `apt-get install chromium`, or set MLFOUND_CHROMIUM)')
     try: from playwright.sync_api import sync_playwright
-    except ImportError: pytest.skip('the playwright Python package is not installed (pip install playwright)')
+    except ImportError: skip_or_fail('the playwright Python package is not installed (pip install playwright)')
     profile = tmp_path_factory.mktemp('chromium-profile')
     with sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(str(profile), executable_path=exe, headless=True, args=CHROMIUM_ARGS,
@@ -78,3 +87,16 @@ def block_network(page, allow_hosts:tuple[str, ...]=('127.0.0.1', 'localhost')) 
         blocked.append(url); return r.abort()
     page.route('**/*', route)
     return blocked
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args): pass
+
+@contextlib.contextmanager
+def serve_folder(folder:Path):
+    "Serve `folder` over HTTP on 127.0.0.1 (a free port) while the block runs; yields the base URL, ending in `/`."
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try: yield f'http://127.0.0.1:{srv.server_address[1]}/'
+    finally: srv.shutdown(); srv.server_close(); t.join(5)

@@ -11,37 +11,29 @@ Data settings come from the environment, as in CI (MLFOUND_DATA, MLFOUND_MNIST).
 $MLFOUND_CELL_TIMEOUT seconds (default 600).
 """
 from __future__ import annotations
-import configparser, copy, hashlib, os, re, time
+import copy, hashlib, os, re, time
 from pathlib import Path
 
 import nbformat, pytest, yaml
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from nbdev.config import get_config
+from nbdev.process import extract_directives
 
 from conftest import NBS, ROOT, notebooks, training_notebook
 
 CELL_TIMEOUT = int(os.environ.get('MLFOUND_CELL_TIMEOUT', 600))
-_cfg = configparser.ConfigParser(delimiters=['='], interpolation=None); _cfg.read(ROOT/'settings.ini')
-TST_FLAGS = set(_cfg['DEFAULT'].get('tst_flags', '').replace('|', ' ').split())
+TST_FLAGS = set(get_config(path=ROOT).tst_flags.split('|'))
 _re_ansi = re.compile(r'\x1B(?:[@-Z\\-_]|\[[0-?]*[ -/]*[@-~])')
 
 # ---------------------------------------------------------------------------------------------------------------
 # Running a notebook on a kernel
 
-def directives(source:str) -> dict:
-    "The leading `#| key: value` lines of a cell (keys without the colon)."
-    d = {}
-    for line in source.splitlines():
-        m = re.match(r'^\s*#\s*\|\s*([\w-]+)\s*:?\s*(.*?)\s*$', line)
-        if m: d[m.group(1).lower()] = m.group(2)
-        elif line.strip(): break
-    return d
-
 def skipped(cell) -> str|None:
-    "Why nbdev_test would not run this cell (None: it runs)."
+    "Why nbdev_test would not run this cell (None: it runs); the same rules as `nbdev.test.test_nb`."
     if cell.cell_type != 'code': return 'not code'
-    d = directives(cell.source)
-    if d.get('eval', '').lower() == 'false': return 'eval: false'
+    d = extract_directives(copy.copy(cell), remove=False)   # nbdev's own parser: {'slow': [], 'eval:': ['false']}
+    if d.get('eval:', [''])[0].lower() == 'false': return 'eval: false'
     if TST_FLAGS & set(d): return f'test flag {sorted(TST_FLAGS & set(d))}'
     if 'nbdev_export' + '(' in cell.source: return 'nbdev_export call'
     return None
