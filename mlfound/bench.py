@@ -9,8 +9,8 @@ from functools import partial
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['MAX_WORK', 'BENCHES', 'time_matmuls', 'ladder_table', 'bench_matmul', 'bench_load_digits', 'bench_backprop',
-           'bench_dataloader', 'bench_learner', 'run_benchmarks']
+__all__ = ['MAX_WORK', 'BENCHES', 'time_matmuls', 'ladder_table', 'bench_matmul', 'bench_goto_layers', 'bench_load_digits',
+           'bench_backprop', 'bench_dataloader', 'bench_learner', 'run_benchmarks']
 
 # %% ../nbs/90_bench.ipynb #e42ed21f
 import numpy as np
@@ -29,6 +29,11 @@ from .losses import multiclass_accuracy
 from .training import Dataset, DataLoader, DataLoaders
 from .learner import Learner, DeviceCB, ProgressCB
 
+# %% ../nbs/90_bench.ipynb #cceb09d4
+import os
+from numba import njit, set_num_threads
+from .matmul import matmul_goto, matmul_tiled, _microkernel, MR, NR, GOTO_KC
+
 # %% ../nbs/90_bench.ipynb #f9eaf6e6
 MAX_WORK = {'loops': 2e6, 'elementwise': 1e7, 'broadcast': 2e8, 'numba': 2e8}   # largest m*k*n to time
 
@@ -37,26 +42,32 @@ def time_matmuls(m:int, k:int, n:int, # the sizes: (m, k) @ (k, n)
                  max_work:dict=MAX_WORK, # skip an implementation when m*k*n exceeds its entry
                  repeats:int=5, # timed rounds (each calls every implementation once); the median is kept
                  seed:int=0, # seed for the random matrices
+                 fns:dict|None=None, # name -> implementation; default `mlfound.matmul.matmuls`
                 ) -> list[dict]:
     "Time implementations of `matmuls` on random float32 matrices, side by side: one dict per implementation."
     g = torch.Generator().manual_seed(seed)
     a, b = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)
-    names = list(matmuls) if names is None else list(names)
+    fns = matmuls if fns is None else fns
+    names = list(fns) if names is None else list(names)
     run = [nm for nm in names if m * k * n <= max_work.get(nm, math.inf)]
-    best = time_fns({nm: partial(matmuls[nm], a, b) for nm in run}, repeats=repeats)
+    best = time_fns({nm: partial(fns[nm], a, b) for nm in run}, repeats=repeats)
     rows = []
     for nm in names:
         s = best.get(nm)
-        rows.append(dict(size=f'{m}×{k} @ {k}×{n}', name=nm, seconds=s,
+        rows.append(dict(size=f'{m}×{k} @ {k}×{n}', shape=(m, k, n), name=nm, seconds=s,
                          gflops=None if s is None else 2 * m * k * n / s / 1e9,
                          speedup=best['loops'] / s if s is not None and 'loops' in best else None,     # × faster than loops
                          vs_torch=s / best['torch'] if s is not None and 'torch' in best else None))  # time / torch's
     return rows
 
 # %% ../nbs/90_bench.ipynb #a093837d
+def _vector_width() -> str:
+    "Which SIMD width numba was told to prefer: '512-bit' if `NUMBA_CPU_FEATURES` lifts LLVM's 256-bit preference."
+    return '512-bit' if '-prefer-256-bit' in os.environ.get('NUMBA_CPU_FEATURES', '') else "LLVM's default"
+
 def ladder_table(rows:list[dict]) -> str:
     "Format the rows of `time_matmuls` as a text table."
-    lines = [f"{rows[0]['size']}  ({machine_info()}; numba {get_num_threads()} threads)",
+    lines = [f"{rows[0]['size']}  ({machine_info()}; numba {get_num_threads()} threads, vectors: {_vector_width()})",
              f"{'implementation':<14}{'time/call':>12}{'GFLOP/s':>10}{'× loops':>10}{'time/torch':>12}"]
     for r in rows:
         if r['seconds'] is None: lines.append(f"{r['name']:<14}{'skipped: too slow at this size':>44}"); continue
@@ -68,16 +79,69 @@ def ladder_table(rows:list[dict]) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/90_bench.ipynb #5b7a17c4
-def bench_matmul(sizes=(512, 1024), # square sizes n: (n, n) @ (n, n)
+def bench_matmul(sizes=(512, 1024, 2048, (1000, 999, 1001)), # square sizes n, or (m, k, n) triples
                  names=None, # keys of `matmuls` to run (default: all; slow ones are skipped at large sizes)
                  repeats:int=5, # timed rounds per size
                 ) -> list[dict]:
     "Print the matmul ladder (GFLOP/s, time relative to `torch.matmul`) at each size; return all rows."
     rows = []
-    for n in sizes:
-        r = time_matmuls(n, n, n, names=names, repeats=repeats)
+    for s in sizes:
+        m, k, n = (s, s, s) if isinstance(s, int) else s
+        r = time_matmuls(m, k, n, names=names, repeats=repeats)
         print(ladder_table(r), end='\n\n')
         rows += r
+    return rows
+
+# %% ../nbs/90_bench.ipynb #838cd192
+@contextlib.contextmanager
+def _threads(n:int):
+    "Run the block with `n` threads in numba and in torch, then restore both."
+    old_numba, old_torch = get_num_threads(), torch.get_num_threads()
+    set_num_threads(n); torch.set_num_threads(n)
+    try: yield
+    finally: set_num_threads(old_numba); torch.set_num_threads(old_torch)
+
+@njit
+def _microkernel_loop(ap, bp, c, kc, reps):
+    "Run the micro-kernel `reps` times on the same packed panel and sliver (they stay in L1)."
+    for _ in range(reps): _microkernel(ap, 0, bp, 0, NR, kc, c, 0, 0)
+
+def _microkernel_gflops(kc:int=GOTO_KC, reps:int=20000) -> float:
+    "GFLOP/s of the micro-kernel alone on one core, its inputs in L1: the ceiling for `matmul_goto`."
+    ap, bp, c = np.random.rand(kc * MR).astype(np.float32), np.random.rand(kc * NR).astype(np.float32), np.zeros((MR, NR), np.float32)
+    _microkernel_loop(ap, bp, c, kc, 1)
+    s = time_fns({'mk': partial(_microkernel_loop, ap, bp, c, kc, reps)}, repeats=5)['mk']
+    return 2 * MR * NR * kc * reps / s / 1e9
+
+def bench_goto_layers(sizes=(1024, 2048), # square sizes n: (n, n) @ (n, n)
+                      repeats:int=5, # timed rounds per size
+                     ) -> list[dict]:
+    "Time Goto's algorithm one layer at a time beside `tiled` and `torch.matmul` (1 thread, then all); print a table per size."
+    nt, rows = get_num_threads(), []
+    ths = f'{nt} thread' + ('s' if nt > 1 else '')
+    mk = _microkernel_gflops()                      # the same for every size: its inputs stay in L1
+    for n in sizes:
+        g = torch.Generator().manual_seed(0)
+        a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
+        steps = {'tiled (section 7)':                     (1, partial(matmul_tiled, a, b)),
+                 'micro-kernel, B in place, no blocks':   (1, partial(matmul_goto, a, b, kc=n, nc=n, pack_b=False)),
+                 '+ blocks of kc, nc (B in place)':       (1, partial(matmul_goto, a, b, pack_b=False)),
+                 '+ packed B':                            (1, partial(matmul_goto, a, b)),
+                 'torch.matmul':                          (1, partial(torch.matmul, a, b)),
+                 f'tiled, {ths}':                  (nt, partial(matmul_tiled, a, b)),
+                 f'+ {ths} (matmul_goto)':         (nt, partial(matmul_goto, a, b)),
+                 f'torch.matmul, {ths}':           (nt, partial(torch.matmul, a, b))}
+        def run(t, f):
+            with _threads(t): f()
+        med = time_fns({k: partial(run, t, f) for k, (t, f) in steps.items()}, repeats=repeats)
+        print(f'\n{n}×{n} @ {n}×{n}  ({machine_info()}; vectors: {_vector_width()})')
+        print(f"{'step':<38}{'threads':>8}{'time':>10}{'GFLOP/s':>9}{'time/torch':>12}")
+        rows.append(dict(n=n, step='micro-kernel alone, inputs in L1', threads=1, seconds=None, gflops=mk, vs_torch=None))
+        print(f"{rows[-1]['step']:<38}{1:>8}{'—':>10}{mk:>9.0f}{'—':>12}")
+        for k, (t, f) in steps.items():
+            r = dict(n=n, step=k, threads=t, seconds=med[k], gflops=2 * n**3 / med[k] / 1e9, vs_torch=med[k] / med['torch.matmul' if t == 1 else f'torch.matmul, {ths}'])
+            rows.append(r)
+            print(f"{k:<38}{t:>8}{r['seconds']*1e3:>8.1f}ms{r['gflops']:>9.0f}{r['vs_torch']:>12.2f}")
     return rows
 
 # %% ../nbs/90_bench.ipynb #4d789753
@@ -132,10 +196,17 @@ def bench_backprop(x:torch.Tensor|None=None, # inputs, (bs, n_in); default: the 
     for k, t in res.items(): print(f'  {k:<22} {t*1e3:8.1f} ms   {t/res["hand"]:5.2f}x hand')
     return res
 
+# %% ../nbs/90_bench.ipynb #208032c1
+from .training import collate
+
 # %% ../nbs/90_bench.ipynb #71831af6
 def _one_epoch(dl):
     "Draw every batch of `dl` once, doing nothing with them."
     for xb, yb in dl: pass
+
+class _ItemDataset(Dataset):
+    "mlfound's Dataset without `__getitems__`: loaders fetch it one `ds[i]` at a time."
+    __getitems__ = None
 
 def bench_dataloader(bs:int=64, # batch size
                      repeats:int=5, # timed epochs per loader, interleaved (the median is reported)
@@ -143,22 +214,28 @@ def bench_dataloader(bs:int=64, # batch size
                      y:torch.Tensor|None=None, # targets; default: the MNIST training labels
                      verbose:bool=True, # print the table
                     ) -> dict:
-    "Samples per second of PyTorch's DataLoader and mlfound's (per-item and batched), on the same tensors."
+    "Samples per second of PyTorch's DataLoader and mlfound's (per item and batched), and of PyTorch's over an mlfound Dataset."
     if x is None: x, y = get_mnist()[:2]
     ds = Dataset(x, y)
-    loaders = {'torch.utils.data.DataLoader': tud.DataLoader(tud.TensorDataset(x, y), batch_size=bs, shuffle=True),
-               'mlfound DataLoader, per item': DataLoader(ds, bs, shuffle=True, batched=False),
-               'mlfound DataLoader, batched':  DataLoader(ds, bs, shuffle=True)}
+    loaders = {'torch.utils.data.DataLoader':            tud.DataLoader(tud.TensorDataset(x, y), batch_size=bs, shuffle=True),
+               'torch DataLoader, mlfound Dataset':      tud.DataLoader(ds, batch_size=bs, shuffle=True),
+               'torch DataLoader, mlfound Dataset+collate': tud.DataLoader(ds, batch_size=bs, shuffle=True, collate_fn=collate),
+               'mlfound DataLoader, per item':           DataLoader(_ItemDataset(x, y), bs, shuffle=True),
+               'mlfound DataLoader, batched':            DataLoader(ds, bs, shuffle=True)}
     t = time_fns({k: partial(_one_epoch, dl) for k, dl in loaders.items()}, repeats=repeats)
     sps = {k: len(x) / s for k, s in t.items()}
     base = sps['torch.utils.data.DataLoader']
-    res = {'bs': bs, 'n': len(x), 'torch': base, 'per_item': sps['mlfound DataLoader, per item'],
-           'batched': sps['mlfound DataLoader, batched']}
+    res = {'bs': bs, 'n': len(x), 'torch': base, 'torch_ds': sps['torch DataLoader, mlfound Dataset'],
+           'torch_ds_collate': sps['torch DataLoader, mlfound Dataset+collate'],
+           'per_item': sps['mlfound DataLoader, per item'], 'batched': sps['mlfound DataLoader, batched']}
     res['ratio'] = res['batched'] / base
     if verbose:
         print(f'DataLoader throughput, {len(x):,} samples of {tuple(x.shape[1:])}, bs={bs}, shuffled; {machine_info()}')
-        for k, v in sps.items(): print(f'  {k:30s} {v:>12,.0f} samples/s  {v / base:5.2f}x')
+        for k, v in sps.items(): print(f'  {k:42s} {v:>12,.0f} samples/s  {v / base:5.2f}x')
     return res
+
+# %% ../nbs/90_bench.ipynb #b7e1a3c0
+from .training import mlp
 
 # %% ../nbs/90_bench.ipynb #e15233a8
 def _hand_epoch(model, train_dl, valid_dl, opt, device, loss_func=F.cross_entropy):
@@ -194,7 +271,7 @@ def bench_learner(n_train:int=8000, # training images (the first `n_train` of th
     xt, yt, xv, yv = xt[:n_train], yt[:n_train], xv[:n_valid], yv[:n_valid]
     device = def_device if device is None else torch.device(device)
     torch.manual_seed(0)
-    model0 = nn.Sequential(nn.Linear(xt.shape[1], nh), nn.ReLU(), nn.Linear(nh, 10)).to(device)
+    model0 = mlp(xt.shape[1], nh, 10).to(device)
     loaders = {'torch': lambda: (tud.DataLoader(tud.TensorDataset(xt, yt), batch_size=bs, shuffle=True),
                                  tud.DataLoader(tud.TensorDataset(xv, yv), batch_size=bs)),
                'mlfound': lambda: (DataLoader(Dataset(xt, yt), bs, shuffle=True), DataLoader(Dataset(xv, yv), bs))}

@@ -6,27 +6,21 @@
 from __future__ import annotations
 import os, sys, tempfile
 from collections.abc import Callable
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['COMMANDS', 'mnist_mlp', 'UsageError', 'train', 'bench', 'main']
+__all__ = ['COMMANDS', 'UsageError', 'train', 'bench', 'main']
 
 # %% ../nbs/06a_cli.ipynb #019572d9
 import torch
-from torch import nn
 import torch.nn.functional as F
 from fastcore.script import anno_parser, Param
 from .core import set_seed, def_device
-from .datasets import get_mnist, mnist_name, DownloadError, ChecksumError
-from .training import Dataset, get_dls, SGD
+from .datasets import get_mnist, mnist_name, atomic_write, DownloadError, ChecksumError
+from .training import Dataset, get_dls, SGD, mlp
 from .learner import Learner, ProgressCB, RecorderCB
-
-# %% ../nbs/06a_cli.ipynb #541a576d
-def mnist_mlp(nh:int=50, # hidden units
-             ) -> nn.Module:
-    "The course's MLP for MNIST: 784 inputs, one hidden ReLU layer of `nh` units, 10 outputs."
-    return nn.Sequential(nn.Linear(28*28, nh), nn.ReLU(), nn.Linear(nh, 10))
 
 # %% ../nbs/06a_cli.ipynb #282668b8
 class UsageError(ValueError):
@@ -64,25 +58,10 @@ def _remove_empty(folders:list[Path]):
         except OSError: pass
 
 # %% ../nbs/06a_cli.ipynb #67d1f53b
-def _umask() -> int:
-    "The process's file-creation mask (reading it means setting it, so it is set back at once)."
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
 def _write_all(out:Path, writers:dict[str, Callable]) -> list[Path]:
-    "Write each `name: writer(f)` to `out/name` atomically: all to temporary files first, then `os.replace` each."
-    tmps, mode = {}, 0o666 & ~_umask()   # the permissions `open` would give; `mkstemp` makes files private
-    try:
-        for name, write in writers.items():
-            fd, tmp = tempfile.mkstemp(dir=out, prefix=f'.{name}.', suffix='.tmp')
-            tmps[name] = tmp
-            with os.fdopen(fd, 'wb') as f: write(f)
-            os.chmod(tmp, mode)
-        for name, tmp in tmps.items(): os.replace(tmp, out/name)
-    finally:
-        for tmp in tmps.values():
-            if os.path.exists(tmp): os.remove(tmp)
+    "Write each `name: writer(f)` to `out/name` with `atomic_write`, replacing none of the targets until all are written."
+    with ExitStack() as stack:
+        for name, write in writers.items(): write(stack.enter_context(atomic_write(out/name)))
     return [out/name for name in writers]
 
 # %% ../nbs/06a_cli.ipynb #7963776f
@@ -116,7 +95,7 @@ def train(epochs:int=3, # number of epochs
     try:
         x_train, y_train, x_valid, y_valid = get_mnist(name, verbose=True)
         set_seed(seed)
-        model, rec = mnist_mlp(nh), RecorderCB()
+        model, rec = mlp(nh=nh), RecorderCB()
         learn = Learner(model, get_dls(Dataset(x_train, y_train), Dataset(x_valid, y_valid), bs), F.cross_entropy,
                         lr=lr, opt_func=partial(SGD, mom=mom), cbs=[rec, ProgressCB(bars=bars)])
         print(f'training an MLP 784-{nh}-10 for {epochs} epoch{"s" * (epochs > 1)}: lr {lr}, bs {bs}, momentum {mom}, '
@@ -134,7 +113,9 @@ def train(epochs:int=3, # number of epochs
     return {'dataset': name, 'valid_loss': loss, 'valid_acc': acc, 'model': paths[0], 'plot': paths[1]}
 
 # %% ../nbs/06a_cli.ipynb #e82a2ff4
-def bench(name:Param('which benchmark: a key of mlfound.bench.BENCHES, or all', str, opt=False, nargs='?')='all'):
+_BENCH_NAME = Param('which benchmark: a key of mlfound.bench.BENCHES, or all', str, opt=False, nargs='?')
+
+def bench(name:_BENCH_NAME='all'):
     "Run one of the course's benchmarks (or all of them), printing each table and ratio."
     from mlfound.bench import BENCHES, run_benchmarks
     if name != 'all' and name not in BENCHES:

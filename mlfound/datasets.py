@@ -4,13 +4,17 @@
 
 # %% ../nbs/00_datasets.ipynb #d9ac2f50
 from __future__ import annotations
-import gzip, hashlib, http.client, os, shutil, struct, tarfile, tempfile, urllib.error, urllib.request, zlib
+import gzip, hashlib, http.client, os, shutil, struct, tarfile, tempfile, urllib.request, zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 # %% auto #0
 __all__ = ['DATA_ENV', 'MNIST_ENV', 'MNIST_FILES', 'MNIST_MIRRORS', 'MNIST_DATASETS', 'MNIST_SAMPLE_URL', 'MNIST_SAMPLE_SIZE',
-           'MNIST_SAMPLE_MD5', 'data_dir', 'DownloadError', 'ChecksumError', 'md5sum', 'check_file', 'download_url',
-           'fetch', 'read_idx', 'mnist_file', 'mnist_name', 'get_mnist', 'show_digits', 'untar_to', 'get_mnist_sample']
+           'MNIST_SAMPLE_MD5', 'data_dir', 'atomic_write', 'DownloadError', 'ChecksumError', 'md5sum', 'check_file',
+           'download_url', 'fetch', 'read_idx', 'mnist_file', 'mnist_name', 'get_mnist', 'show_digits', 'untar_to',
+           'get_mnist_sample']
 
 # %% ../nbs/00_datasets.ipynb #25bbfe4d
 import numpy as np
@@ -24,6 +28,19 @@ MNIST_ENV = 'MLFOUND_MNIST'
 def data_dir() -> Path:
     "The data folder: `$MLFOUND_DATA` if set, else `~/.mlfound/data`."
     return Path(os.environ.get(DATA_ENV) or '~/.mlfound/data').expanduser()
+
+# %% ../nbs/00_datasets.ipynb #f0a927ad
+@contextmanager
+def atomic_write(dest:Path|str, # the file to create or replace
+                ) -> Iterator[BinaryIO]:
+    "Write `dest` whole or not at all: yield a new file beside it that replaces `dest` only if the block ends without an exception."
+    dest = Path(dest)
+    tmp = dest.parent/f'.{dest.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp'   # hidden, unique, same folder
+    f = open(tmp, 'xb')
+    try:
+        with f: yield f
+        os.replace(tmp, dest)
+    finally: tmp.unlink(missing_ok=True)
 
 # %% ../nbs/00_datasets.ipynb #e2a74d7a
 class DownloadError(OSError):
@@ -71,21 +88,15 @@ def download_url(url:str, # where to download from
     "Download `url` to `dest` atomically: the file appears only when complete and verified."
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # a unique hidden name in the same folder, created with the usual permissions (mkstemp's are owner-only)
-    tmp = dest.parent/f'.{dest.name}.{os.getpid()}.{os.urandom(4).hex()}.part'
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0), 0o666)
-    try:
-        with os.fdopen(fd, 'wb') as f, urllib.request.urlopen(url, timeout=timeout) as r:
-            total = int(r.headers.get('Content-Length') or 0)
-            chunks = iter(lambda: r.read(1 << 16), b'')
-            if show_progress and total: chunks = progress_bar(chunks, total=-(-total // (1 << 16)), leave=False)
-            got = 0
-            for chunk in chunks: f.write(chunk); got += len(chunk)
+    with atomic_write(dest) as f, urllib.request.urlopen(url, timeout=timeout) as r:
+        total = int(r.headers.get('Content-Length') or 0)
+        chunks = iter(lambda: r.read(1 << 16), b'')
+        if show_progress and total: chunks = progress_bar(chunks, total=-(-total // (1 << 16)), leave=False)
+        got = 0
+        for chunk in chunks: f.write(chunk); got += len(chunk)
         if total and got != total: raise DownloadError(f'{url}: the connection closed after {got:,} of {total:,} bytes')
-        if problem := check_file(Path(tmp), md5, size, md5_limit): raise ChecksumError(f'{url}: {problem}')
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
+        f.flush()   # check the bytes on disk, before they replace `dest`
+        if problem := check_file(Path(f.name), md5, size, md5_limit): raise ChecksumError(f'{url}: {problem}')
     return dest
 
 # %% ../nbs/00_datasets.ipynb #291a9467

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 # %% auto #0
-__all__ = ['Callback', 'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'Learner', 'TrainCB', 'MetricsCB',
-           'DeviceCB', 'ProgressCB', 'get_lr', 'set_lr', 'RecorderCB', 'LRFinderCB']
+__all__ = ['Callback', 'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'Learner', 'TrainCB',
+           'SingleBatchCB', 'MetricsCB', 'DeviceCB', 'ProgressCB', 'get_lr', 'set_lr', 'RecorderCB', 'LRFinderCB']
 
 # %% ../nbs/06_learner.ipynb #2456f0a1
 import torch
@@ -20,7 +20,7 @@ import fastprogress.fastprogress as fp
 from fastcore.basics import patch
 from .core import def_device, to_device
 from .losses import multiclass_accuracy
-from .training import SGD, Dataset, DataLoader, DataLoaders, get_dls
+from .training import SGD
 
 # %% ../nbs/06_learner.ipynb #ad9c6c0d
 class Callback:
@@ -38,7 +38,8 @@ class Learner:
     "Train `model` on `dls` with `loss_func`; what happens at each stage of the loop is up to the callbacks."
     stages = ('before_fit', 'before_epoch', 'before_train', 'before_valid', 'before_batch',
               'predict', 'after_predict', 'get_loss', 'after_loss', 'backward', 'after_backward',
-              'step', 'after_step', 'zero_grad', 'after_batch', 'after_train', 'after_valid', 'after_epoch', 'after_fit')
+              'step', 'after_step', 'zero_grad', 'after_batch', 'after_train', 'after_valid', 'after_epoch', 'after_fit',
+              'cleanup_fit')
     cancels = {'fit': CancelFitException, 'epoch': CancelEpochException, 'batch': CancelBatchException}
     default_cbs = ()   # callback classes every Learner gets; set once they are defined (below)
 
@@ -55,19 +56,49 @@ class Learner:
         cbs = list(cbs or [])
         dflt = [c() for c in (self.default_cbs if defaults else ()) if not any(isinstance(cb, c) for cb in cbs)]
         self.cbs, self.opt, self.metrics, self._hooks = dflt + cbs, None, {}, {}
-        self.n_epochs = self.epoch = self.iter = 0
+        self.epochs = self.epoch = self.iter = 0
         self.training, self.dl, self.batch, self.preds, self.loss = False, None, None, None, None
 
+    def fit(self,
+            epochs:int=1, # number of epochs
+            train:bool=True, # run the training pass of each epoch
+            valid:bool=True, # run the validation pass of each epoch
+            cbs:Iterable[Callback]|None=None, # callbacks for this fit only
+            lr:float|None=None, # learning rate for this fit (default: `self.lr`)
+           ):
+        "Train for `epochs`, each a training pass and a validation pass, calling the callbacks at every stage; `cleanup_fit` always runs."
+        if not isinstance(epochs, int) or epochs < 0: raise ValueError(f'epochs should be an integer >= 0, got {epochs!r}')
+        cbs = list(cbs or [])
+        self.cbs += cbs
+        try:
+            self._hooks = self._collect_hooks()
+            try:
+                self.epochs = epochs
+                self.opt = self.opt_func(self.model.parameters(), self.lr if lr is None else lr)
+                self._with_events('fit', partial(self._do_fit, train, valid))
+            finally: self.callback('cleanup_fit')   # however the fit ended: normally, cancelled, an error, Ctrl-C
+        finally:
+            for cb in cbs: self.cbs.remove(cb)
+
     def callback(self, stage:str):
-        "Run the `stage` method of every callback that has one, in `order`."
+        "Run the `stage` method of every callback that has one, in `order` (at `cleanup_fit` all of them, even if one raises)."
+        if stage == 'cleanup_fit': return self._run_all(self._hooks[stage])
         for f in self._hooks[stage]: f(self)
+
+    def _run_all(self, fs):
+        err = None
+        for f in fs:
+            try: f(self)
+            except BaseException as e:
+                if err is None: err = e
+        if err is not None: raise err
 
     def _collect_hooks(self):
         "Map each stage to the callbacks' methods for it, sorted by `order`; warn about misspelt stage names."
         cbs = sorted(self.cbs, key=lambda cb: cb.order)
         for cb in cbs:
             for name in dir(cb):
-                if name.startswith(('before_', 'after_')) and name not in self.stages:
+                if name.startswith(('before_', 'after_', 'cleanup_')) and name not in self.stages:
                     warnings.warn(f'{type(cb).__name__}.{name} is not a Learner stage, so it will never be called')
         return {s: [getattr(cb, s) for cb in cbs if callable(getattr(cb, s, None))] for s in self.stages}
 
@@ -78,54 +109,28 @@ class Learner:
         except self.cancels.get(stage, ()): pass   # stages without an exception of their own catch nothing
         self.callback(f'after_{stage}')
 
-# %% ../nbs/06_learner.ipynb #6ce2472b
-@patch
-def fit(self:Learner,
-        n_epochs:int=1, # number of epochs
-        train:bool=True, # run the training pass of each epoch
-        valid:bool=True, # run the validation pass of each epoch
-        cbs:Iterable[Callback]|None=None, # callbacks for this fit only
-        lr:float|None=None, # learning rate for this fit (default: `self.lr`)
-       ):
-    "Train for `n_epochs`, each a training pass and a validation pass, calling the callbacks at every stage."
-    if not isinstance(n_epochs, int) or n_epochs < 0: raise ValueError(f'n_epochs should be an integer >= 0, got {n_epochs!r}')
-    cbs = list(cbs or [])
-    self.cbs += cbs
-    try:
-        self.n_epochs = n_epochs
-        self.opt = self.opt_func(self.model.parameters(), self.lr if lr is None else lr)
-        self._hooks = self._collect_hooks()
-        self._with_events('fit', partial(self._do_fit, train, valid))
-    finally:
-        for cb in cbs: self.cbs.remove(cb)
+    def _do_fit(self, train, valid):
+        for self.epoch in range(self.epochs): self._with_events('epoch', partial(self._do_epoch, train, valid))
 
-@patch
-def _do_fit(self:Learner, train, valid):
-    for self.epoch in range(self.n_epochs): self._with_events('epoch', partial(self._do_epoch, train, valid))
+    def _do_epoch(self, train, valid):
+        if train: self._one_pass(True)
+        if valid: self._one_pass(False)
 
-@patch
-def _do_epoch(self:Learner, train, valid):
-    if train: self._one_pass(True)
-    if valid: self._one_pass(False)
+    def _one_pass(self, training:bool):
+        self.training, self.dl = training, (self.dls.train if training else self.dls.valid)
+        self.model.train(training)
+        with torch.set_grad_enabled(training): self._with_events('train' if training else 'valid', self._all_batches)
 
-@patch
-def _one_pass(self:Learner, training:bool):
-    self.training, self.dl = training, (self.dls.train if training else self.dls.valid)
-    self.model.train(training)
-    with torch.set_grad_enabled(training): self._with_events('train' if training else 'valid', self._all_batches)
+    def _all_batches(self):
+        for self.iter, self.batch in enumerate(self.dl): self._with_events('batch', self._one_batch)
 
-@patch
-def _all_batches(self:Learner):
-    for self.iter, self.batch in enumerate(self.dl): self._with_events('batch', self._one_batch)
-
-@patch
-def _one_batch(self:Learner):
-    self.callback('predict');  self.callback('after_predict')
-    self.callback('get_loss'); self.callback('after_loss')
-    if self.training:
-        self.callback('backward'); self.callback('after_backward')
-        self.callback('step');     self.callback('after_step')
-        self.callback('zero_grad')
+    def _one_batch(self):
+        self.callback('predict');  self.callback('after_predict')
+        self.callback('get_loss'); self.callback('after_loss')
+        if self.training:
+            self.callback('backward'); self.callback('after_backward')
+            self.callback('step');     self.callback('after_step')
+            self.callback('zero_grad')
 
 # %% ../nbs/06_learner.ipynb #405c9eec
 class TrainCB(Callback):
@@ -136,6 +141,12 @@ class TrainCB(Callback):
     def backward(self, learn):  learn.loss.backward()
     def step(self, learn):      learn.opt.step()
     def zero_grad(self, learn): learn.opt.zero_grad()
+
+# %% ../nbs/06_learner.ipynb #a09737c4
+class SingleBatchCB(Callback):
+    "Stop the fit after its first batch: a quick check that data, model, loss and callbacks work together."
+    order = 100   # after every other callback's `after_batch`
+    def after_batch(self, learn): raise CancelFitException()
 
 # %% ../nbs/06_learner.ipynb #297d7fdd
 class MetricsCB(Callback):
@@ -174,10 +185,6 @@ class DeviceCB(Callback):
     def before_batch(self, learn): learn.batch = to_device(learn.batch, self.device)
 
 # %% ../nbs/06_learner.ipynb #eaacceb8
-def _can_show_bars() -> bool:
-    "fastprogress can show bars here: in a notebook, or on a terminal."
-    return fp.IN_NOTEBOOK or getattr(sys.stdout, 'isatty', lambda: False)()
-
 def _fmt(v): return f'{v:.4f}' if isinstance(v, float) else str(v)
 
 class ProgressCB(Callback):
@@ -189,12 +196,17 @@ class ProgressCB(Callback):
                  plot_every:int=20, # update the plot every this many training batches
                 ):
         self.bars, self.plot, self.plot_every = bars, plot, plot_every
+        self.mbar = self.pbar = None
+
+    def can_show(self) -> bool:
+        "Whether fastprogress can show bars here: in a notebook, or on a terminal."
+        return fp.IN_NOTEBOOK or getattr(sys.stdout, 'isatty', lambda: False)()
 
     def before_fit(self, learn):
         self.mbar, self.pbar, self.header = None, None, None
         self.losses, self.valid_losses = [], []
-        if self.bars and learn.n_epochs > 0 and _can_show_bars():
-            self.mbar = fp.master_bar(range(learn.n_epochs))
+        if self.bars and learn.epochs > 0 and self.can_show():
+            self.mbar = fp.master_bar(range(learn.epochs))
             self.mbar.update(0)
 
     def _start_bar(self, learn):
@@ -213,6 +225,7 @@ class ProgressCB(Callback):
 
     def _end_bar(self, learn):
         if self.pbar is not None: self.pbar.on_iter_end()
+        self.pbar = None
     after_train = after_valid = _end_bar
 
     def after_epoch(self, learn):
@@ -222,8 +235,11 @@ class ProgressCB(Callback):
         if len(m) > 1: self._write(list(m), [_fmt(v) for v in m.values()])
         if self.mbar is not None: self.mbar.update(learn.epoch + 1)
 
-    def after_fit(self, learn):
-        if self.mbar is not None: self.mbar.on_iter_end()
+    def cleanup_fit(self, learn):
+        "Close the bars that are still open, however the fit ended."
+        for bar in (self.pbar, self.mbar):
+            if bar is not None: bar.on_iter_end()
+        self.mbar = self.pbar = None
 
     def _write(self, names, row):
         if self.header != names:
@@ -241,7 +257,7 @@ class ProgressCB(Callback):
         losses = torch.stack(self.losses).float().cpu().tolist()
         graphs = [[range(len(losses)), losses],
                   [[n_batches * (i + 1) for i in range(len(self.valid_losses))], self.valid_losses]]
-        self.mbar.update_graph(graphs, x_bounds=[0, n_batches * learn.n_epochs],
+        self.mbar.update_graph(graphs, x_bounds=[0, n_batches * learn.epochs],
                                y_bounds=[0, max(losses + self.valid_losses) * 1.05], figsize=(6, 3))
 
 # %% ../nbs/06_learner.ipynb #a0a19c07
@@ -303,7 +319,7 @@ def _subplots(figsize=(6, 3)):
 
 # %% ../nbs/06_learner.ipynb #f92fc2d2
 class LRFinderCB(Callback):
-    "Grow the learning rate exponentially every training batch, record the losses, and stop once the loss diverges."
+    "Grow the learning rate exponentially every training batch, record the losses, stop once the loss diverges, restore the weights."
     order = 30
     def __init__(self,
                  start_lr:float=1e-5, # learning rate of the first batch
@@ -313,8 +329,11 @@ class LRFinderCB(Callback):
                 ):
         if gamma <= 1: raise ValueError(f'gamma should be > 1 so that the learning rate grows, got {gamma}')
         self.start_lr, self.gamma, self.max_mult, self.max_lr = start_lr, gamma, max_mult, max_lr
+        self.state = None
 
-    def before_fit(self, learn): self.lrs, self.losses, self.best = [], [], math.inf
+    def before_fit(self, learn):
+        self.lrs, self.losses, self.best = [], [], math.inf
+        self.state = copy.deepcopy(learn.model.state_dict())
 
     def before_batch(self, learn):
         if not learn.training: raise CancelEpochException()   # the finder only trains
@@ -328,21 +347,27 @@ class LRFinderCB(Callback):
         if not math.isfinite(loss) or loss > self.max_mult * self.best: raise CancelFitException()
         self.best = min(self.best, loss)
 
+    def cleanup_fit(self, learn):
+        "Put back the weights saved at `before_fit`, however the run ended."
+        if self.state is not None: learn.model.load_state_dict(self.state)
+        self.state = None
+
     def suggest(self) -> float:
         "A tenth of the learning rate that gave the lowest loss: a safe point on the downward slope."
         return self.lrs[min(range(len(self.losses)), key=self.losses.__getitem__)] / 10
 
     def plot(self,
              ax=None, # matplotlib Axes to plot on (default: a new figure)
+             label:str|None=None, # label of the curve (default: none)
             ):
-        "Plot the loss against the learning rate, on a log axis."
+        "Plot the loss against the learning rate, on a log axis, with the suggested rate as a dashed line."
         if ax is None: _, ax = _subplots()
-        ax.plot(self.lrs, self.losses)
-        ax.axvline(self.suggest(), ls='--', c='gray', label=f'suggested lr {self.suggest():.2g}')
+        line, = ax.plot(self.lrs, self.losses, label=label)
+        ax.axvline(self.suggest(), ls='--', c=line.get_color(), label=f'suggested lr {self.suggest():.2g}')
         ax.set_xscale('log'); ax.set_xlabel('learning rate (log scale)'); ax.set_ylabel('loss'); ax.legend()
         return ax
 
-# %% ../nbs/06_learner.ipynb #8b593d4b
+# %% ../nbs/06_learner.ipynb #54a8db0a
 @patch
 def lr_find(self:Learner,
             start_lr:float=1e-5, # learning rate of the first batch
@@ -352,13 +377,13 @@ def lr_find(self:Learner,
             max_epochs:int=10, # upper bound on the length of the run
             plot:bool=True, # plot loss against learning rate
            ) -> LRFinderCB:
-    "Train with an exponentially growing learning rate until the loss diverges, then restore the weights."
-    state = copy.deepcopy(self.model.state_dict())
-    finder = LRFinderCB(start_lr, gamma, max_mult, max_lr)
-    try: self.fit(max_epochs, valid=False, cbs=[finder], lr=start_lr)
-    finally: self.model.load_state_dict(state)
+    "Train with an exponentially growing learning rate until the loss diverges; the weights and `self.opt` are restored."
+    opt, finder = self.opt, LRFinderCB(start_lr, gamma, max_mult, max_lr)
+    try: self.fit(max_epochs, valid=False, cbs=[finder], lr=start_lr)   # the finder restores the weights
+    finally: self.opt = opt                                             # this fit made an optimiser of its own
     if plot: finder.plot()
     return finder
+del lr_find   # @patch put it in the class; the name it leaves here is not the function
 
 # %% ../nbs/06_learner.ipynb #bd8897b7
 def _model_device(model:nn.Module) -> torch.device:
@@ -385,3 +410,5 @@ def get_preds(self:Learner, dl=None) -> tuple[torch.Tensor, torch.Tensor]: # def
         for xb, yb in dl:
             preds.append(self.model(to_device(xb, dev))); targs.append(yb)
     return torch.cat(preds).cpu(), torch.cat(targs)
+
+del save, load, get_preds   # patched into Learner; the names @patch leaves here are not the functions

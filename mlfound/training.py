@@ -4,12 +4,11 @@
 
 # %% ../nbs/05_training.ipynb #7d08879d
 from __future__ import annotations
-import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 # %% auto #0
-__all__ = ['report', 'Optimizer', 'SGD', 'Dataset', 'Sampler', 'BatchSampler', 'collate', 'DataLoader', 'DataLoaders', 'get_dls',
-           'fit', 'loss_and_accuracy']
+__all__ = ['report', 'mlp', 'Optimizer', 'SGD', 'Batch', 'Dataset', 'Sampler', 'BatchSampler', 'collate', 'DataLoader',
+           'DataLoaders', 'get_dls', 'fit', 'loss_and_accuracy']
 
 # %% ../nbs/05_training.ipynb #7b0b4a4b
 import torch
@@ -25,6 +24,14 @@ def report(epoch:int, # the epoch just finished (0-based)
     "Print one line summarising an epoch: its losses and accuracy."
     losses = f'loss {loss:.4f}' if train_loss is None else f'train loss {train_loss:.4f}, valid loss {loss:.4f}'
     print(f'epoch {epoch}: {losses}, accuracy {acc:.4f}')
+
+# %% ../nbs/05_training.ipynb #ec8091dc
+def mlp(n_in:int=784, # inputs (28*28 pixels for MNIST)
+        nh:int=50, # hidden units
+        n_out:int=10, # outputs, one score per class
+       ) -> nn.Sequential:
+    "The course's MLP: `Linear(n_in, nh)`, `ReLU`, `Linear(nh, n_out)` in an `nn.Sequential`."
+    return nn.Sequential(nn.Linear(n_in, nh), nn.ReLU(), nn.Linear(nh, n_out))
 
 # %% ../nbs/05_training.ipynb #c92fc489
 class Optimizer:
@@ -46,12 +53,9 @@ class Optimizer:
 
     def opt_step(self, p:torch.Tensor): p -= self.lr * p.grad
 
-    def zero_grad(self, set_to_none:bool=True):
-        "Forget the gradients: set them to `None` (the default, as PyTorch does) or to zero."
-        for p in self.params:
-            if p.grad is None: continue
-            if set_to_none: p.grad = None
-            else: p.grad.zero_()
+    def zero_grad(self):
+        "Forget the gradients by setting them to `None`, as PyTorch does by default; the next `backward` starts afresh."
+        for p in self.params: p.grad = None
 
 # %% ../nbs/05_training.ipynb #c2a0bc54
 class SGD(Optimizer):
@@ -76,9 +80,26 @@ class SGD(Optimizer):
             g = v
         p -= self.lr * g
 
+# %% ../nbs/05_training.ipynb #d79893de
+class Batch(Sequence):
+    "Items fetched in one go: a sequence of `(x, y, ...)` tuples that holds them already stacked, in `.tensors`."
+    def __init__(self,
+                 *tensors:torch.Tensor, # the batch's fields (`xb, yb`), batch dimension first
+                ):
+        if not tensors or len({len(t) for t in tensors}) != 1:
+            raise ValueError(f'a Batch needs tensors of one length, got lengths {[len(t) for t in tensors]}')
+        self.tensors = tensors
+    def __len__(self): return len(self.tensors[0])
+    def __getitem__(self, i):
+        if isinstance(i, slice): return Batch(*(t[i] for t in self.tensors))
+        return tuple(t[i] for t in self.tensors)
+    def __iter__(self): return zip(*(t.unbind(0) for t in self.tensors))   # views: one `unbind` per field
+    def __repr__(self): return f'{type(self).__name__}({", ".join(str(tuple(t.shape)) for t in self.tensors)})'
+
+
 # %% ../nbs/05_training.ipynb #e2f2f9d0
 class Dataset:
-    "Pairs `(x[i], y[i])`; indexing with a list or tensor of indices returns a whole batch `(x[idxs], y[idxs])`."
+    "Pairs `(x[i], y[i])`; `__getitems__` fetches a whole batch in one go, for our DataLoader and PyTorch's."
     def __init__(self,
                  x, # inputs: a tensor, array or sequence
                  y, # targets, one per input
@@ -86,16 +107,17 @@ class Dataset:
         if len(x) != len(y): raise ValueError(f'x and y should have the same length, got {len(x)} and {len(y)}')
         self.x, self.y = x, y
     def __len__(self): return len(self.x)
-    def __getitem__(self, i):
-        if isinstance(i, torch.Tensor) and i.ndim == 1 and i.dtype in (torch.int64, torch.int32) and self.batch_indexable:
-            i = i.to(self.x.device)   # a batch of indices: `index_select` copies whole rows, faster than `x[i]`
-            return self.x.index_select(0, i), self.y.index_select(0, i.to(self.y.device))
-        return self.x[i], self.y[i]
-    @property
-    def batch_indexable(self) -> bool:
-        "Can `ds[idxs]` fetch a batch in one go? True when both `x` and `y` are tensors."
-        return isinstance(self.x, torch.Tensor) and isinstance(self.y, torch.Tensor)
+    def __getitem__(self, i): return self.x[i], self.y[i]
+    def __getitems__(self,
+                     idxs:list[int]|torch.Tensor, # the batch's indices: a list (PyTorch's loader) or a 1-D tensor (ours)
+                    ) -> Batch|list:
+        "The items at `idxs`: a `Batch` made by one `index_select` per tensor, or a list of `ds[i]` if `x` or `y` is not a tensor."
+        if not (isinstance(self.x, torch.Tensor) and isinstance(self.y, torch.Tensor)):
+            return [self[i] for i in (idxs.tolist() if isinstance(idxs, torch.Tensor) else idxs)]
+        i = torch.as_tensor(idxs, dtype=torch.int64)   # a tensor of indices is used as it is, a list becomes one
+        return Batch(self.x.index_select(0, i.to(self.x.device)), self.y.index_select(0, i.to(self.y.device)))
     def __repr__(self): return f'{type(self).__name__}(len={len(self)})'
+
 
 # %% ../nbs/05_training.ipynb #39b1b9e5
 class Sampler:
@@ -110,32 +132,25 @@ class Sampler:
         self.shuffle, self.generator = shuffle, generator
     def __len__(self): return self.n
     def indices(self) -> torch.Tensor:
-        "This epoch's order as one int64 tensor."
+        "This epoch's order as one int64 tensor: what `BatchSampler` splits, and what a subclass overrides."
         if not self.shuffle: return torch.arange(self.n)
         return torch.randperm(self.n, generator=self.generator)
     def __iter__(self) -> Iterator[int]: return iter(self.indices().tolist())
 
 # %% ../nbs/05_training.ipynb #8dd2a9a2
 class BatchSampler:
-    "Group the indices of `sampler` into lists of `bs`; the last one may be shorter unless `drop_last`."
+    "Split a `Sampler`'s order into 1-D index tensors of `bs`; the last one may be shorter unless `drop_last`."
     def __init__(self,
-                 sampler:Iterable[int], # the indices, e.g. a Sampler
+                 sampler:Sampler, # the order of the indices
                  bs:int, # batch size
                  drop_last:bool=False, # drop the final batch if it has fewer than `bs` items
                 ):
+        if not isinstance(sampler, Sampler):
+            raise TypeError(f'BatchSampler needs a Sampler (it splits `sampler.indices()`), got {type(sampler).__name__}')
         if not isinstance(bs, int) or bs < 1: raise ValueError(f'batch size should be a positive integer, got {bs!r}')
         self.sampler, self.bs, self.drop_last = sampler, bs, drop_last
-    def __iter__(self) -> Iterator[list[int]]:
-        it = iter(self.sampler)
-        while b := list(itertools.islice(it, self.bs)):
-            if len(b) < self.bs and self.drop_last: return
-            yield b
-    def index_batches(self) -> Iterator[torch.Tensor]:
-        "The same batches as 1-D int64 tensors; from one tensor of indices when the sampler offers `indices()`."
-        if not hasattr(self.sampler, 'indices'):
-            yield from (torch.tensor(b) for b in self)
-            return
-        for b in self.sampler.indices().split(self.bs):   # views into one tensor: no Python ints
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for b in self.sampler.indices().split(self.bs):   # views into one tensor
             if len(b) < self.bs and self.drop_last: return
             yield b
     def __len__(self) -> int:
@@ -143,8 +158,10 @@ class BatchSampler:
         return n // self.bs if self.drop_last else -(-n // self.bs)
 
 # %% ../nbs/05_training.ipynb #31bd75bf
-def collate(items:list) -> tuple:
-    "Turn a list of `(x, y, ...)` tuples into a tuple of batched tensors `(xb, yb, ...)`."
+def collate(items:Sequence, # `(x, y, ...)` tuples: a list of `ds[i]`, or a `Batch`
+           ) -> tuple:
+    "Turn items `(x, y, ...)` into a tuple of batched tensors `(xb, yb, ...)`; a `Batch` is stacked already."
+    if isinstance(items, Batch): return items.tensors
     if not items: raise ValueError('cannot collate an empty list of items')
     return tuple(_collate_one(list(field)) for field in zip(*items))
 
@@ -155,29 +172,26 @@ def _collate_one(field:list):
 
 # %% ../nbs/05_training.ipynb #dd96cfea
 class DataLoader:
-    "Iterate over a dataset in batches `(xb, yb)`, in order or shuffled."
+    "Iterate over a dataset in batches `(xb, yb)`, in order or shuffled, fetching each batch with `ds.__getitems__` if it has one."
     def __init__(self,
-                 ds, # a dataset: `len(ds)` and `ds[i]`
+                 ds, # a dataset: `len(ds)` and `ds[i]`, and optionally `ds.__getitems__(idxs)`
                  bs:int=64, # batch size
                  shuffle:bool=False, # a new random order every epoch
                  drop_last:bool=False, # drop the final incomplete batch
-                 collate_fn:Callable=collate, # turns a list of items into a batch
+                 collate_fn:Callable=collate, # turns a sequence of items into a batch
                  generator:torch.Generator|None=None, # randomness for the shuffle
-                 batched:bool|None=None, # fetch a batch with one `ds[idxs]`; default: when `ds.batch_indexable` and `collate_fn` is collate
                 ):
         if len(ds) == 0: raise ValueError('cannot make a DataLoader from an empty dataset')
         self.ds, self.bs, self.shuffle, self.drop_last, self.collate_fn = ds, bs, shuffle, drop_last, collate_fn
         self.batch_sampler = BatchSampler(Sampler(ds, shuffle, generator), bs, drop_last)
-        if batched is None: batched = collate_fn is collate and getattr(ds, 'batch_indexable', False)
-        self.batched = batched
 
     def __len__(self) -> int: return len(self.batch_sampler)
 
     def __iter__(self):
-        if self.batched:
-            for b in self.batch_sampler.index_batches(): yield self.ds[b]
-        else:
-            for b in self.batch_sampler: yield self.collate_fn([self.ds[i] for i in b])
+        getitems = getattr(self.ds, '__getitems__', None)   # as PyTorch's loader: `None` turns it off
+        for idxs in self.batch_sampler:
+            items = getitems(idxs) if getitems else [self.ds[i] for i in idxs.tolist()]
+            yield self.collate_fn(items)
 
     def __repr__(self):
         return f'{type(self).__name__}({self.ds!r}, bs={self.bs}, shuffle={self.shuffle}, {len(self)} batches)'

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlfound.cli import mnist_mlp
+from mlfound.training import mlp
 from mlfound.datasets import get_mnist
 
 CLI = [sys.executable, '-m', 'mlfound.cli']
@@ -33,7 +33,7 @@ def test_train_end_to_end(tmp_path):
     assert 0 < loss < 1 and acc > 0.8, r.stdout
     assert files_under(out) == ['loss.png', 'model.pth']      # no temporary files left
     assert (out / 'loss.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    model = mnist_mlp()
+    model = mlp()
     model.load_state_dict(torch.load(out / 'model.pth', weights_only=True))
     _, _, x_valid, y_valid = get_mnist(DATA)
     with torch.no_grad(): got = (model(x_valid).argmax(1) == y_valid).float().mean().item()
@@ -82,7 +82,7 @@ def test_out_not_writable(tmp_path):
 
 def test_help_lists_subcommands():
     r = run('--help')
-    assert r.returncode == 0 and re.search(r'^\s+train\s', r.stdout, re.M), r.stdout
+    assert r.returncode == 0 and all(re.search(rf'^\s+{cmd}\s', r.stdout, re.M) for cmd in ('train', 'bench')), r.stdout
     r = run()
     assert r.returncode != 0 and 'train' in r.stderr
     r = run('fly')

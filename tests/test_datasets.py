@@ -24,7 +24,7 @@ needs_shared_mnist = pytest.mark.skipif(not all((SHARED_DATA/'mnist'/f).exists()
 def md5(b:bytes) -> str: return hashlib.md5(b).hexdigest()
 
 def leftovers(folder:Path) -> list[str]:
-    "Temporary files or folders (`.name.XXXX[.part]`) anywhere under `folder`."
+    "Temporary files or folders (`.name.XXXX[.tmp]`) anywhere under `folder`."
     return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob('.*'))
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -225,6 +225,48 @@ def test_mnist_file_offline_error_names_file_folder_and_env(data):
     msg = str(e.value)
     assert 't10k-labels-idx1-ubyte.gz' in msg and str(data/'mnist') in msg and 'MLFOUND_DATA' in msg
     assert not (data/'mnist').exists() or list((data/'mnist').iterdir()) == []
+
+# ---------------------------------------------------------------------------------------------------------------
+# atomic_write: the one way the library writes a file
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('exc', [RuntimeError, KeyboardInterrupt])
+def test_atomic_write_failure_leaves_dest_untouched(tmp_path, exc):
+    dest = tmp_path/'f.bin'
+    dest.write_bytes(b'old')
+    with pytest.raises(exc):
+        with ds.atomic_write(dest) as f:
+            f.write(b'half')
+            raise exc('stop')
+    assert dest.read_bytes() == b'old' and leftovers(tmp_path) == []
+    with pytest.raises(exc):
+        with ds.atomic_write(tmp_path/'new.bin') as f: raise exc('stop')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['f.bin']   # no empty file appears
+
+def test_atomic_write_replaces_at_the_end(tmp_path):
+    dest = tmp_path/'f.bin'
+    dest.write_bytes(b'old')
+    with ds.atomic_write(dest) as f:
+        f.write(b'new')
+        assert dest.read_bytes() == b'old' and len(leftovers(tmp_path)) == 1
+    assert dest.read_bytes() == b'new' and leftovers(tmp_path) == []
+
+def test_atomic_write_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        with ds.atomic_write(tmp_path/'no'/'f.bin'): pass
+
+@pytest.mark.parametrize('mask', [0o022, 0o077, 0o002])
+def test_atomic_write_mode_follows_umask_without_calling_umask(tmp_path, monkeypatch, mask):
+    "The file gets `0o666 & ~umask`, as `open` gives, and `atomic_write` never sets the umask to read it."
+    old = os.umask(mask)
+    try:
+        def no_umask(*args): raise AssertionError('atomic_write must not call os.umask')
+        monkeypatch.setattr(os, 'umask', no_umask)
+        with ds.atomic_write(tmp_path/'f.bin') as f: f.write(b'x')
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+    assert (tmp_path/'f.bin').stat().st_mode & 0o777 == 0o666 & ~mask
 
 def test_download_url_truncated_body(srv, tmp_path):
     srv.serve('f.gz', GOOD, 'truncate')

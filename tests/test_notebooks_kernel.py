@@ -23,7 +23,7 @@ from nbdev.process import extract_directives
 from conftest import NBS, ROOT, notebooks, training_notebook
 
 CELL_TIMEOUT = int(os.environ.get('MLFOUND_CELL_TIMEOUT', 600))
-TST_FLAGS = set(get_config(path=ROOT).tst_flags.split('|'))
+TST_FLAGS = set(get_config(path=ROOT).tst_flags.replace('|', ' ').split())
 _re_ansi = re.compile(r'\x1B(?:[@-Z\\-_]|\[[0-?]*[ -/]*[@-~])')
 
 # ---------------------------------------------------------------------------------------------------------------
