@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 
 # %% auto #0
-__all__ = ['lin', 'relu', 'mse', 'mse_grad', 'relu_grad', 'lin_grad', 'forward_and_backward', 'Module', 'Relu', 'Lin', 'Mse',
-           'Model', 'LinearFunction', 'Linear']
+__all__ = ['lin', 'relu', 'mse', 'mse_grad', 'relu_grad', 'lin_grad', 'forward_and_backward', 'Module', 'ReluLayer', 'LinLayer',
+           'MseLayer', 'Model', 'LinearFunction', 'Linear']
 
 # %% ../nbs/03_backprop.ipynb #50f84865
 import torch
@@ -114,13 +114,13 @@ class Module:
         self.bwd(self.out, *self.args)
 
 # %% ../nbs/03_backprop.ipynb #314720ab
-class Relu(Module):
+class ReluLayer(Module):
     "ReLU as a `Module`."
     def forward(self, inp): return relu(inp)
     def bwd(self, out, inp): relu_grad(inp, out)
 
 # %% ../nbs/03_backprop.ipynb #82b327dc
-class Lin(Module):
+class LinLayer(Module):
     "A linear layer as a `Module`, holding its weights and bias."
     def __init__(self,
                  w:Tensor, # weights, (n_in, n_out)
@@ -130,7 +130,7 @@ class Lin(Module):
     def bwd(self, out, inp): lin_grad(inp, out, self.w, self.b)
 
 # %% ../nbs/03_backprop.ipynb #8f8975bf
-class Mse(Module):
+class MseLayer(Module):
     "Mean squared error as a `Module`; its output is the loss."
     def forward(self, inp, targ): return mse(inp, targ)
     def bwd(self, out, inp, targ): mse_grad(inp, targ)
@@ -144,8 +144,8 @@ class Model:
                  w2:Tensor, # second layer's weights, (nh, 1)
                  b2:Tensor, # second layer's bias, (1,)
                 ):
-        self.layers = [Lin(w1, b1), Relu(), Lin(w2, b2)]
-        self.loss = Mse()
+        self.layers = [LinLayer(w1, b1), ReluLayer(), LinLayer(w2, b2)]
+        self.loss = MseLayer()
 
     def __call__(self, x, targ):
         "Run the layers on `x` (bs, n_in) and return the loss against `targ` (bs,)."

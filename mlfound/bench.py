@@ -15,7 +15,6 @@ __all__ = ['MAX_WORK', 'BENCHES', 'time_matmuls', 'ladder_table', 'bench_matmul'
 # %% ../nbs/90_bench.ipynb #e42ed21f
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
 import torch.utils.data as tud
 from PIL import Image
@@ -26,7 +25,7 @@ from .matmul import matmuls
 from .mnist_basics import load_digits
 from .backprop import lin, relu, mse, forward_and_backward
 from .losses import multiclass_accuracy
-from .training import Dataset, DataLoader, DataLoaders
+from .training import Dataset, DataLoader, DataLoaders, collate, mlp
 from .learner import Learner, DeviceCB, ProgressCB
 
 # %% ../nbs/90_bench.ipynb #cceb09d4
@@ -196,9 +195,6 @@ def bench_backprop(x:torch.Tensor|None=None, # inputs, (bs, n_in); default: the 
     for k, t in res.items(): print(f'  {k:<22} {t*1e3:8.1f} ms   {t/res["hand"]:5.2f}x hand')
     return res
 
-# %% ../nbs/90_bench.ipynb #208032c1
-from .training import collate
-
 # %% ../nbs/90_bench.ipynb #71831af6
 def _one_epoch(dl):
     "Draw every batch of `dl` once, doing nothing with them."
@@ -233,9 +229,6 @@ def bench_dataloader(bs:int=64, # batch size
         print(f'DataLoader throughput, {len(x):,} samples of {tuple(x.shape[1:])}, bs={bs}, shuffled; {machine_info()}')
         for k, v in sps.items(): print(f'  {k:42s} {v:>12,.0f} samples/s  {v / base:5.2f}x')
     return res
-
-# %% ../nbs/90_bench.ipynb #b7e1a3c0
-from .training import mlp
 
 # %% ../nbs/90_bench.ipynb #e15233a8
 def _hand_epoch(model, train_dl, valid_dl, opt, device, loss_func=F.cross_entropy):
