@@ -160,7 +160,7 @@ def relu_floor(m:nn.Module, # a module; for an `nn.Sequential`, its last layer c
 
 # %% ../nbs/07_init.ipynb #bf2fdaa4
 def dead_fraction(out:torch.Tensor, # a batch of activations, (bs, ...)
-                  floor:float, # the floor of the activation, e.g. from `relu_floor`
+                  floor:float, # the floor of the activation, e.g. from relu_floor
                  ) -> torch.Tensor:
     "The fraction of units (all dimensions but the batch) whose activation is at or below `floor` for every item of the batch."
     if out.ndim < 2: raise ValueError(f'dead_fraction: expected a batch of activations (bs, ...), got shape {tuple(out.shape)}')

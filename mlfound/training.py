@@ -158,7 +158,7 @@ class BatchSampler:
         return n // self.bs if self.drop_last else -(-n // self.bs)
 
 # %% ../nbs/05_training.ipynb #31bd75bf
-def collate(items:Sequence, # `(x, y, ...)` tuples: a list of `ds[i]`, or a `Batch`
+def collate(items:Sequence, # (x, y, ...) tuples: a list of ds[i], or a Batch
            ) -> tuple:
     "Turn items `(x, y, ...)` into a tuple of batched tensors `(xb, yb, ...)`; a `Batch` is stacked already."
     if isinstance(items, Batch): return items.tensors
