@@ -9,7 +9,7 @@ from collections.abc import Callable
 from functools import partial
 
 # %% auto #0
-__all__ = ['def_device', 'set_seed', 'default_device', 'to_device', 'time_fns', 'time_fn', 'machine_info']
+__all__ = ['def_device', 'set_seed', 'default_device', 'to_device', 'time_fns', 'time_fn', 'wide_vectors', 'machine_info']
 
 # %% ../nbs/00_core.ipynb #38ace00e
 import numpy as np
@@ -65,6 +65,15 @@ def time_fn(f:Callable, # the function to time
             **kwargs) -> float:
     "Median wall-clock seconds per call of `f(*args, **kwargs)`, after `warmup` untimed calls (see `time_fns`)."
     return time_fns({'f': partial(f, *args, **kwargs)}, repeats=repeats, warmup=warmup)['f']
+
+# %% ../nbs/00_core.ipynb #793f551f
+def wide_vectors() -> bool:
+    "Let numba use 512-bit vectors on AVX-512 CPUs (call before it compiles anything); return whether it now may."
+    import llvmlite.binding as llvm
+    features = llvm.get_host_cpu_features()
+    if features.get('avx512f') and 'NUMBA_CPU_FEATURES' not in os.environ:
+        os.environ['NUMBA_CPU_FEATURES'] = features.flatten() + ',-prefer-256-bit'
+    return '-prefer-256-bit' in os.environ.get('NUMBA_CPU_FEATURES', '')
 
 # %% ../nbs/00_core.ipynb #83391da4
 def machine_info() -> str:

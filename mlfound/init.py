@@ -5,11 +5,11 @@
 # %% ../nbs/07_init.ipynb #26d18b10
 from __future__ import annotations
 import math, warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 
 # %% auto #0
-__all__ = ['normalize', 'GeneralRelu', 'Hook', 'Hooks', 'record_stats', 'init_weights', 'lsuv_init', 'relu_floor',
+__all__ = ['normalize', 'GeneralRelu', 'Hook', 'Hooks', 'deep_mlp', 'record_stats', 'init_weights', 'lsuv_init', 'relu_floor',
            'dead_fraction', 'ActivationStats']
 
 # %% ../nbs/07_init.ipynb #37189a45
@@ -90,6 +90,19 @@ class Hooks:
     def __enter__(self): return self
     def __exit__(self, *exc): self.remove()
     def __repr__(self): return f'Hooks({len(self)} modules)'
+
+# %% ../nbs/07_init.ipynb #03bb9001
+def deep_mlp(sizes:Sequence[int]=(784, 100, 100, 100, 100, 100, 10), # widths: the input, each block's output, then the logits
+             act:Callable=partial(GeneralRelu, leak=0.1, sub=0.4), # called with no arguments, makes each block's activation
+             norm:Callable|None=None, # called with a block's width, makes its normalisation layer (e.g. BatchNorm); None for none
+            ) -> nn.Sequential:
+    "A deep MLP: `nn.Sequential` blocks of `Linear` (without bias when a norm follows), `norm` and `act`, then a final `Linear`."
+    if len(sizes) < 2: raise ValueError(f'deep_mlp: sizes needs at least an input and an output width, got {tuple(sizes)}')
+    def block(n_in, n_out):
+        if norm is None: return nn.Sequential(nn.Linear(n_in, n_out), act())
+        return nn.Sequential(nn.Linear(n_in, n_out, bias=False), norm(n_out), act())   # the norm's shift replaces the bias
+    return nn.Sequential(*[block(n_in, n_out) for n_in, n_out in zip(sizes[:-2], sizes[1:-1])],
+                         nn.Linear(sizes[-2], sizes[-1]))
 
 # %% ../nbs/07_init.ipynb #c4913f91
 def record_stats(hook:Hook, # the hook: receives the results

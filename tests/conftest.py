@@ -6,7 +6,9 @@ GitHub and `../shared/tools/ci-fresh-clone` do) a missing tool fails the test th
 """
 from __future__ import annotations
 import contextlib, functools, http.server, os, shutil, threading
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -76,14 +78,16 @@ def browser(tmp_path_factory):
         try: yield ctx
         finally: ctx.close()
 
-def block_network(page, allow_hosts:tuple[str, ...]=('127.0.0.1', 'localhost')) -> list[str]:
-    "Abort every request that is not a local file, data URL or to `allow_hosts`; return the list of blocked URLs."
+def block_network(page, allow_hosts:tuple[str, ...]=('127.0.0.1', 'localhost'),
+                  stand_in:Callable|None=None) -> list[str]:
+    """Abort every request that is not a local file, data URL or to `allow_hosts`; return the list of blocked URLs.
+    `stand_in(route)` may answer a remote request first (say, from a local copy of a CDN file): True if it did."""
     blocked = []
     def route(r):
         url = r.request.url
-        from urllib.parse import urlsplit
         u = urlsplit(url)
         if u.scheme in ('file', 'data', 'blob', 'about') or u.hostname in allow_hosts: return r.continue_()
+        if stand_in and stand_in(r): return
         blocked.append(url); return r.abort()
     page.route('**/*', route)
     return blocked

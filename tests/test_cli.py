@@ -89,6 +89,13 @@ def test_help_lists_subcommands():
     assert r.returncode != 0 and "unknown command 'fly'" in r.stderr
 
 
+def test_unknown_benchmark():
+    r = run('bench', 'gpu')
+    assert r.returncode == 2
+    assert r.stderr.count('\n') == 1 and "invalid choice: 'gpu'" in r.stderr and 'matmul' in r.stderr, r.stderr
+    assert '==' not in r.stdout, r.stdout                     # no benchmark started
+
+
 def test_train_help():
     r = run('train', '--help')
     assert r.returncode == 0

@@ -15,13 +15,16 @@ already-built site folder to test as it is.
     python tests/test_docs.py build    # build _docs/ as CI does, failing on any error or unexplained warning
 """
 from __future__ import annotations
-import ast, configparser, hashlib, html.parser, json, os, re, shutil, subprocess, sys, time
+import ast, functools, hashlib, html.parser, json, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit, unquote
 
 import pytest, yaml
+from fastcore.ansi import strip_ansi
+from nbdev.config import get_config
+from nbdev.process import NBProcessor
 
-from conftest import NBS, ROOT, notebooks, serve_folder, skip_or_fail
+from conftest import NBS, ROOT, block_network, notebooks, serve_folder, skip_or_fail
 
 QUARTO_VERSION = '1.7.34'
 MATHJAX_CDN = 'https://cdn.jsdelivr.net/npm/mathjax@3/'       # what Quarto 1.7's html template loads
@@ -29,23 +32,17 @@ MATHJAX_CDN = 'https://cdn.jsdelivr.net/npm/mathjax@3/'       # what Quarto 1.7'
 POLYFILL_CDN = 'https://cdnjs.cloudflare.com/polyfill/'
 IMAGE_MIMES = ('image/png', 'image/jpeg', 'image/gif', 'image/svg+xml')
 
-def settings(root:Path=ROOT) -> configparser.SectionProxy:
-    "The `[DEFAULT]` section of `settings.ini`: where nbdev puts the site, its URL, the repository."
-    cfg = configparser.ConfigParser(delimiters=['='], interpolation=None)
-    cfg.read(root/'settings.ini', encoding='utf-8')
-    return cfg['DEFAULT']
-
-CFG = settings()
-SITE_URL = CFG['doc_host'].rstrip('/') + CFG['doc_baseurl'].rstrip('/') + '/'
-BLOB_URL = f"{CFG['git_url'].rstrip('/')}/blob/{CFG['branch']}/"
+CFG = get_config(path=ROOT)   # settings.ini as nbdev reads it: where it puts the site, its URL, the repository
+SITE_URL = CFG.doc_host.rstrip('/') + CFG.doc_baseurl.rstrip('/') + '/'
+BLOB_URL = f"{CFG.git_url.rstrip('/')}/blob/{CFG.branch}/"
 
 # ---------------------------------------------------------------------------------------------------------------
 # Building the site
 
 # files nbdev_docs may write (README/CONTRIBUTING from their notebooks, the yml files, the symbol index): all tracked
-def _written_by_nbdev_docs(root:Path) -> list[Path]:
-    nbs, lib = root/CFG.get('nbs_path', 'nbs'), root/CFG.get('lib_path', CFG['lib_name'])
-    return [root/'README.md', root/'CONTRIBUTING.md', nbs/'nbdev.yml', nbs/'_quarto.yml', nbs/'sidebar.yml', lib/'_modidx.py']
+def _written_by_nbdev_docs(cfg) -> list[Path]:
+    root, nbs = cfg.config_path, cfg.nbs_path
+    return [root/'README.md', root/'CONTRIBUTING.md', nbs/'nbdev.yml', nbs/'_quarto.yml', nbs/'sidebar.yml', cfg.lib_path/'_modidx.py']
 
 def _digest(paths) -> dict: return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else None for p in paths}
 
@@ -53,31 +50,31 @@ def allowed_warnings(quarto_yml:Path) -> list[tuple[str, str]]:
     "The `# allow-warning: <regex> -- <why>` lines of `_quarto.yml`: (regex, reason) for each kind explained there."
     return re.findall(r'^\s*#\s*allow-warning:\s*(.+?)\s+--\s+(\S.*)$', quarto_yml.read_text(encoding='utf-8'), re.M)
 
-_ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
 _WARN = re.compile(r'\bWARN(ING)?\b|Warning:', re.I)
 _ERROR = re.compile(r'\bERROR\b|Traceback \(most recent call last\)|^\w*(Error|Exception)\b')
 
 class BuildError(Exception): pass
 
-def _drop_orphans(root:Path):
+def _drop_orphans(cfg):
     "Remove notebooks from nbdev's `_proc/` cache whose source is gone: nbdev would still render them."
-    proc, nbs = root/'_proc', root/CFG.get('nbs_path', 'nbs')
+    proc, nbs = cfg.config_path/'_proc', cfg.nbs_path
     for f in proc.glob('*.ipynb') if proc.is_dir() else []:
         if not (nbs/f.name).exists(): f.unlink()
 
-def build_site(root:Path=ROOT, verbose:bool=True) -> dict:
-    """Run `nbdev_docs` in `root`; raise `BuildError` on a non-zero exit, an error line, a warning `_quarto.yml`
+def build_site(cfg=CFG, verbose:bool=True) -> dict:
+    """Run `nbdev_docs` in the project of `cfg` (nbdev's config); raise `BuildError` on a non-zero exit, an error line, a warning `_quarto.yml`
     does not explain, a missing page or a tracked file rewritten. Return the figures CI prints."""
     quarto = shutil.which('quarto')
     if not quarto: raise BuildError('Quarto is not on the PATH: install it with `../shared/tools/quarto-offline` '
                                     'and put the folder it prints first on PATH (or see quarto.org)')
     version = subprocess.run([quarto, '--version'], capture_output=True, text=True).stdout.strip()
-    watched = _written_by_nbdev_docs(root)
-    _drop_orphans(root)
+    root = cfg.config_path
+    watched = _written_by_nbdev_docs(cfg)
+    _drop_orphans(cfg)
     before, t0 = _digest(watched), time.perf_counter()
     r = subprocess.run(['nbdev_docs'], cwd=root, capture_output=True, text=True)
     secs = time.perf_counter() - t0
-    out = _ANSI.sub('', r.stdout + r.stderr)
+    out = strip_ansi(r.stdout + r.stderr)
     if verbose: print(out.rstrip())
     if r.returncode:
         raise BuildError(f'nbdev_docs failed (exit {r.returncode})' + (
@@ -85,7 +82,7 @@ def build_site(root:Path=ROOT, verbose:bool=True) -> dict:
     lines = out.splitlines()
     errors = [l for l in lines if _ERROR.search(l)]
     if errors: raise BuildError('nbdev_docs printed errors:\n  ' + '\n  '.join(errors))
-    allowed = allowed_warnings(root/CFG.get('nbs_path', 'nbs')/'_quarto.yml')
+    allowed = allowed_warnings(cfg.nbs_path/'_quarto.yml')
     warns = [l.strip() for l in lines if _WARN.search(l)]
     unexplained = [w for w in warns if not any(re.search(rx, w) for rx, _ in allowed)]
     if unexplained:
@@ -93,7 +90,7 @@ def build_site(root:Path=ROOT, verbose:bool=True) -> dict:
                          '_quarto.yml explains; fix them (or explain the kind there):\n  ' + '\n  '.join(unexplained))
     changed = [str(Path(p).relative_to(root)) for p, h in _digest(watched).items() if h != before[p]]
     if changed: raise BuildError(f'nbdev_docs rewrote tracked files: {changed} (regenerate and commit them first)')
-    docs = root/CFG['doc_path']
+    docs = cfg.doc_path
     pages = sorted(p.name for p in docs.glob('*.html'))
     if 'index.html' not in pages: raise BuildError(f'nbdev_docs produced no {docs}/index.html')
     return dict(quarto=version, seconds=secs, pages=len(pages), warnings=len(warns))
@@ -114,7 +111,7 @@ def _stale(docs:Path) -> str|None:
 def site(report) -> Path:
     "The built site folder (see the module docstring for how it is found or built)."
     if os.environ.get('MLFOUND_DOCS'): return Path(os.environ['MLFOUND_DOCS']).resolve()
-    docs = ROOT/CFG['doc_path']
+    docs = CFG.doc_path
     why = _stale(docs)
     if why:
         if not shutil.which('quarto'):
@@ -143,17 +140,10 @@ def server(site):
 # ---------------------------------------------------------------------------------------------------------------
 # What the notebooks say the site must hold
 
-def _cells(nb:Path) -> list[dict]: return json.loads(nb.read_text(encoding='utf-8')).get('cells', [])
-def _src(c) -> str: return ''.join(c.get('source', ''))
-
-def _directives(src:str) -> dict:
-    "The leading `#| key: value` lines of a cell (nbdev's syntax), as a dict."
-    d = {}
-    for line in src.splitlines():
-        m = re.match(r'^\s*#\s*\|\s*([\w-]+)\s*:?\s*(.*?)\s*$', line)
-        if m: d[m.group(1)] = m.group(2)
-        elif line.strip(): break
-    return d
+@functools.cache
+def _cells(nb:Path) -> list:
+    "The notebook's cells as nbdev reads them, with their `#|` directives parsed by nbdev in `cell.directives_`."
+    return NBProcessor(nb, rm_directives=False).nb.cells
 
 def page_of(nb:Path) -> str:
     "The page nbdev makes of a notebook (`01_matmul.ipynb` -> `matmul.html`)."
@@ -162,32 +152,27 @@ def page_of(nb:Path) -> str:
 
 def title_of(nb:Path) -> str|None:
     "The notebook's `# Title` (its first markdown cell's H1), which nbdev makes the page title."
-    md = next((_src(c) for c in _cells(nb) if c['cell_type'] == 'markdown'), '')
+    md = next((c.source for c in _cells(nb) if c.cell_type == 'markdown'), '')
     m = re.match(r'\s*#\s+(.+)', md)
     return m.group(1).strip() if m else None
 
 def module_of(nb:Path) -> str|None:
     "The module the notebook exports to (its `#| default_exp`), or None."
-    for c in _cells(nb):
-        if c['cell_type'] == 'code' and (m := re.search(r'^\s*#\s*\|\s*default_exp\s+(\S+)', _src(c), re.M)): return m.group(1)
-    return None
+    return next((c.directives_['default_exp'][0] for c in _cells(nb) if c.cell_type == 'code' and c.directives_.get('default_exp')), None)
 
 def exported_defs(nb:Path) -> list[str]:
     "Public functions and classes of the notebook's `#| export`/`exports` cells, named as `show_doc` names them."
     from nbdev.showdoc import showdoc_nm
     names = []
     for c in _cells(nb):
-        if c['cell_type'] != 'code' or not {'export', 'exports'} & set(_directives(_src(c))): continue
-        code = '\n'.join(l for l in _src(c).splitlines() if not re.match(r'\s*[%!]', l))
-        try: tree = ast.parse(code)
-        except SyntaxError: continue
-        names += [showdoc_nm(n) for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        if c.cell_type != 'code' or not {'export', 'exports'} & set(c.directives_): continue
+        names += [showdoc_nm(n) for n in c.parsed_() or [] if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
                   and (not n.name.startswith('_') or n.name.startswith('__'))]
     return names
 
 def modidx_syms() -> dict:
     "`mlfound/_modidx.py`'s symbol index: 'mlfound.learner.Learner' -> 'learner.html#learner'."
-    src = (ROOT/CFG['lib_path']/'_modidx.py').read_text(encoding='utf-8')
+    src = (CFG.lib_path/'_modidx.py').read_text(encoding='utf-8')
     d = ast.literal_eval(re.search(r'^d\s*=\s*(\{.*\})\s*$', src, re.M | re.S).group(1))
     return {k: v[0] for mod in d['syms'].values() for k, v in mod.items()}
 
@@ -195,9 +180,9 @@ def expected_images(nb:Path) -> int:
     "Image outputs the page shows (not those of hidden or exported cells)."
     n = 0
     for c in _cells(nb):
-        if c['cell_type'] != 'code': continue
-        d = _directives(_src(c))
-        if {'hide', 'export', 'exporti', 'exports'} & set(d) or d.get('include') == 'false' or d.get('output') == 'false': continue
+        if c.cell_type != 'code': continue
+        d = c.directives_   # nbdev's: {'hide': [], 'include:': ['false'], ...}
+        if {'hide', 'export', 'exporti', 'exports'} & set(d) or ['false'] in (d.get('include:'), d.get('output:')): continue
         n += sum(any(m in o.get('data', {}) for m in IMAGE_MIMES) for o in c.get('outputs', []))
     return n
 
@@ -205,10 +190,8 @@ def bench_names() -> list[str]:
     "The keys of `BENCHES` in the benchmarks notebook (the one that defines it)."
     for nb in notebooks():
         for c in _cells(nb):
-            if c['cell_type'] != 'code' or 'BENCHES' not in _src(c): continue
-            try: tree = ast.parse('\n'.join(l for l in _src(c).splitlines() if not re.match(r'\s*[%!]', l)))
-            except SyntaxError: continue
-            for n in ast.walk(tree):
+            if c.cell_type != 'code' or 'BENCHES' not in c.source: continue
+            for n in (m for t in c.parsed_() or [] for m in ast.walk(t)):
                 if isinstance(n, (ast.Assign, ast.AnnAssign)) and isinstance(n.value, ast.Dict) and any(
                         getattr(t, 'id', None) == 'BENCHES' for t in (n.targets if isinstance(n, ast.Assign) else [n.target])):
                     return [ast.literal_eval(k) for k in n.value.keys]
@@ -336,17 +319,17 @@ def test_index_lists_every_notebook_and_benchmark(site):
 def open_page(browser, server, mathjax, page_name):
     "Open a page offline; return (page, problems), problems listing console errors and failed or blocked requests."
     page, problems = browser.new_page(), []
-    def route(r):
+    def stand_in(r) -> bool:
+        "Answer MathJax and its polyfill from local files, as `block_network` lets us; True if answered."
         url = r.request.url
-        u = urlsplit(url)
-        if u.hostname == '127.0.0.1' or u.scheme in ('data', 'blob', 'about'): return r.continue_()
         if url.startswith(MATHJAX_CDN):
             f = mathjax/urlsplit(url).path[len(urlsplit(MATHJAX_CDN).path):]
-            if f.is_file(): return r.fulfill(path=str(f))
-            problems.append(f'no local MathJax file for {url}'); return r.abort()
-        if url.startswith(POLYFILL_CDN): return r.fulfill(body='', content_type='text/javascript')
-        problems.append(f'tried to reach the network: {url}'); return r.abort()
-    page.route('**/*', route)
+            if f.is_file(): r.fulfill(path=str(f))
+            else: problems.append(f'no local MathJax file for {url}'); r.abort()
+            return True
+        if url.startswith(POLYFILL_CDN): r.fulfill(body='', content_type='text/javascript'); return True
+        return False
+    blocked = block_network(page, stand_in=stand_in)
     page.on('console', lambda m: m.type == 'error' and problems.append(f'console error: {m.text}'))
     page.on('pageerror', lambda e: problems.append(f'JavaScript error: {e}'))
     page.on('requestfailed', lambda q: problems.append(f'request failed: {q.url} ({q.failure})'))
@@ -356,6 +339,7 @@ def open_page(browser, server, mathjax, page_name):
     page.wait_for_load_state('load')
     page.evaluate('() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null')
     page.wait_for_load_state('networkidle')
+    problems += [f'tried to reach the network: {url}' for url in blocked]
     return page, problems
 
 _MATHS_JS = """() => {
@@ -398,7 +382,7 @@ def _raw_tex(text:str) -> list[str]:
 def _screenshot_pages() -> list[str]:
     "Three pages to keep pictures of: the index, the first with figures, the first with the most maths among the rest."
     pics = [n for n in NBS_LIST if expected_images(n)]
-    maths = sorted(NBS_LIST, key=lambda n: -len(re.findall(r'\$\$|\$[^$\s]', ''.join(_src(c) for c in _cells(n) if c['cell_type'] == 'markdown'))))
+    maths = sorted(NBS_LIST, key=lambda n: -len(re.findall(r'\$\$|\$[^$\s]', ''.join(c.source for c in _cells(n) if c.cell_type == 'markdown'))))
     chosen = [n for n in NBS_LIST if n.name == 'index.ipynb'][:1]
     for cand in (pics, maths):
         nb = next((n for n in cand if n not in chosen), None)
@@ -420,13 +404,13 @@ def test_page(nb, site, server, mathjax, browser, test_out, report):
         names, wrong_page = exported_defs(nb_path), []
         entries = []
         for n in names:
-            url = syms.get(f"{CFG['lib_name']}.{mod}.{n}")
+            url = syms.get(f"{CFG.lib_name}.{mod}.{n}")
             if url and url.split('#')[0] != name: wrong_page.append(f'{n} -> {url}')
             entries.append([n, url.split('#')[1] if url else n.lower()])
         found = page.evaluate(_SHOWDOC_JS, entries)
         undocumented = [f'{n} ({why})' for n, why, _ in found if why]
         mislinked = [f'`{n}`: {where}' for n, _, where in found if where]
-        unindexed = [n for n in names if f"{CFG['lib_name']}.{mod}.{n}" not in syms]
+        unindexed = [n for n in names if f"{CFG.lib_name}.{mod}.{n}" not in syms]
         imgs = page.evaluate("() => [...document.querySelectorAll('main img')].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
         bad_imgs = [src for src, ok in imgs if not ok]
         n_img = expected_images(nb_path)
@@ -443,7 +427,7 @@ def test_page(nb, site, server, mathjax, browser, test_out, report):
     if untypeset: fails.append(f'{len(untypeset)} equations not typeset: {untypeset[:5]}')
     if tex_errors: fails.append(f'TeX errors: {tex_errors[:5]}')
     if raw := _raw_tex(text): fails.append(f'raw TeX in the text (math not recognised, e.g. a space after `$`): {raw[:5]}')
-    if unindexed: fails.append(f'exports missing from {CFG["lib_path"]}/_modidx.py (run nbdev_export): {unindexed}')
+    if unindexed: fails.append(f'exports missing from {CFG.lib_path.relative_to(ROOT)}/_modidx.py (run nbdev_export): {unindexed}')
     if wrong_page: fails.append(f'exports indexed on another page: {wrong_page}')
     if undocumented: fails.append(f'exported functions/classes without their show_doc entry: {undocumented}')
     if mislinked: fails.append(f'links to these exports land on another entry (their anchors collide): {mislinked}')

@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat, pytest, yaml
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from fastcore.ansi import strip_ansi
 from nbdev.config import get_config
 from nbdev.process import extract_directives
 
@@ -24,7 +25,6 @@ from conftest import NBS, ROOT, notebooks, training_notebook
 
 CELL_TIMEOUT = int(os.environ.get('MLFOUND_CELL_TIMEOUT', 600))
 TST_FLAGS = set(get_config(path=ROOT).tst_flags.replace('|', ' ').split())
-_re_ansi = re.compile(r'\x1B(?:[@-Z\\-_]|\[[0-?]*[ -/]*[@-~])')
 
 # ---------------------------------------------------------------------------------------------------------------
 # Running a notebook on a kernel
@@ -32,7 +32,7 @@ _re_ansi = re.compile(r'\x1B(?:[@-Z\\-_]|\[[0-?]*[ -/]*[@-~])')
 def skipped(cell) -> str|None:
     "Why nbdev_test would not run this cell (None: it runs); the same rules as `nbdev.test.test_nb`."
     if cell.cell_type != 'code': return 'not code'
-    d = extract_directives(copy.copy(cell), remove=False)   # nbdev's own parser: {'slow': [], 'eval:': ['false']}
+    d = extract_directives(cell, remove=False)   # nbdev's own parser: {'slow': [], 'eval:': ['false']}
     if d.get('eval:', [''])[0].lower() == 'false': return 'eval: false'
     if TST_FLAGS & set(d): return f'test flag {sorted(TST_FLAGS & set(d))}'
     if 'nbdev_export' + '(' in cell.source: return 'nbdev_export call'
@@ -68,7 +68,7 @@ def run_notebook(path:Path, cwd:Path, runs:int=1, timeout:int=CELL_TIMEOUT, nb=N
                     raise NotebookFailed(
                         f'{path.name}: cell {i} (`{first_line(cell.source)}`) {what} on a python3 kernel '
                         f'(run {run + 1}, cwd {cwd}, after {time.perf_counter() - tc:.1f}s):\n'
-                        f'{_re_ansi.sub("", str(e))[-6000:]}') from None
+                        f'{strip_ansi(str(e))[-6000:]}') from None
             done.append(run_nb)
     return done, time.perf_counter() - t0
 
@@ -167,14 +167,13 @@ def test_rerun_check_can_fail(tmp_path):
 
 SETUP = '''
 import torch, torch.nn.functional as F
-from torch import nn
 from mlfound.core import set_seed
 from mlfound.datasets import get_mnist
-from mlfound.training import Dataset, SGD, fit, get_dls
+from mlfound.training import Dataset, SGD, fit, get_dls, mlp
 set_seed(42)
 x_train, y_train, x_valid, y_valid = get_mnist()
 dls = get_dls(Dataset(x_train, y_train), Dataset(x_valid, y_valid), bs=64)
-model = nn.Sequential(nn.Linear(784, 50), nn.ReLU(), nn.Linear(50, 10))
+model = mlp()
 before = [p.detach().clone() for p in model.parameters()]
 '''
 # the course's training loop: the Learner (with its default callbacks: progress bars in a notebook) where it exists
@@ -204,7 +203,7 @@ def _run(kc, code, timeout=300):
         if msg['msg_type'] == 'stream': out.append(msg['content']['text'])
         elif msg['msg_type'] == 'error': out.append('\n'.join(msg['content']['traceback']))
     reply = kc.execute_interactive(code, timeout=timeout, output_hook=hook)
-    return reply['content'], _re_ansi.sub('', ''.join(out))
+    return reply['content'], strip_ansi(''.join(out))
 
 def test_interrupt_training(report):
     "Interrupting a training cell (kernel interrupt, as the Stop button) leaves the kernel and the model usable."
