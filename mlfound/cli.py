@@ -21,6 +21,7 @@ from .core import set_seed, def_device, wide_vectors
 from .datasets import get_mnist, mnist_name, atomic_write, DownloadError, ChecksumError
 from .training import Dataset, get_dls, SGD, mlp
 from .learner import Learner, ProgressCB, RecorderCB
+from .bench import BENCHES, run_benchmarks
 
 # %% ../nbs/06a_cli.ipynb #282668b8
 class UsageError(ValueError):
@@ -113,15 +114,11 @@ def train(epochs:int=3, # number of epochs
     return {'dataset': name, 'valid_loss': loss, 'valid_acc': acc, 'model': paths[0], 'plot': paths[1]}
 
 # %% ../nbs/06a_cli.ipynb #e82a2ff4
-def _bench_name() -> Param:
-    "The argument of `mlfound bench`: a key of `mlfound.bench.BENCHES`, or all."
-    from mlfound.bench import BENCHES
-    return Param('which benchmark', str, opt=False, nargs='?', choices=['all', *BENCHES])
+_BENCH_NAME = Param('which benchmark', str, opt=False, nargs='?', choices=['all', *BENCHES])
 
-def bench(name:_bench_name()='all'):
+def bench(name:_BENCH_NAME='all'):
     "Run one of the course's benchmarks (or all of them), printing each table and ratio."
     wide_vectors()                                  # the kernels as the matmul lesson compiles them
-    from mlfound.bench import run_benchmarks
     return run_benchmarks(name)
 
 # %% ../nbs/06a_cli.ipynb #322a58db

@@ -55,12 +55,6 @@ _ERROR = re.compile(r'\bERROR\b|Traceback \(most recent call last\)|^\w*(Error|E
 
 class BuildError(Exception): pass
 
-def _drop_orphans(cfg):
-    "Remove notebooks from nbdev's `_proc/` cache whose source is gone: nbdev would still render them."
-    proc, nbs = cfg.config_path/'_proc', cfg.nbs_path
-    for f in proc.glob('*.ipynb') if proc.is_dir() else []:
-        if not (nbs/f.name).exists(): f.unlink()
-
 def build_site(cfg=CFG, verbose:bool=True) -> dict:
     """Run `nbdev_docs` in the project of `cfg` (nbdev's config); raise `BuildError` on a non-zero exit, an error line, a warning `_quarto.yml`
     does not explain, a missing page or a tracked file rewritten. Return the figures CI prints."""
@@ -70,7 +64,9 @@ def build_site(cfg=CFG, verbose:bool=True) -> dict:
     version = subprocess.run([quarto, '--version'], capture_output=True, text=True).stdout.strip()
     root = cfg.config_path
     watched = _written_by_nbdev_docs(cfg)
-    _drop_orphans(cfg)
+    # nbdev re-processes only the notebooks newer than their copy in _proc/ (and `nbdev_readme` fills it too), so a
+    # warning printed once would never be seen again: build from nothing, every time
+    shutil.rmtree(root/'_proc', ignore_errors=True)
     before, t0 = _digest(watched), time.perf_counter()
     r = subprocess.run(['nbdev_docs'], cwd=root, capture_output=True, text=True)
     secs = time.perf_counter() - t0
