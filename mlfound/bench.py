@@ -103,7 +103,7 @@ def _threads(n:int):
 @njit
 def _microkernel_loop(ap, bp, c, kc, reps):
     "Run the micro-kernel `reps` times on the same packed panel and sliver (they stay in L1)."
-    for _ in range(reps): _microkernel(ap, 0, bp, 0, NR, kc, c, 0, 0)
+    for _ in range(reps): _microkernel(ap, 0, bp, 0, NR, kc, c, 0, 0, False)
 
 def _microkernel_gflops(kc:int=GOTO_KC, reps:int=20000) -> float:
     "GFLOP/s of the micro-kernel alone on one core, its inputs in L1: the ceiling for `matmul_goto`."

@@ -68,14 +68,15 @@ def _from_numpy(c:np.ndarray, like:torch.Tensor) -> torch.Tensor:
     "`c` as a contiguous tensor with the dtype and device of `like`."
     return torch.from_numpy(np.ascontiguousarray(c)).to(dtype=like.dtype, device=like.device)
 
-def _run_kernel(kernel, # a numba kernel `kernel(a, b, c)` that adds `a @ b` to `c`
+def _run_kernel(kernel, # a numba kernel `kernel(a, b, c)` that adds `a @ b` to `c` (or writes it there)
                 a:torch.Tensor, b:torch.Tensor, # the matrices, (m, k) and (k, n)
                 prep_b=lambda bn: bn, # rearranges `b`'s array first (e.g. transposes it)
+                init=np.zeros, # makes `c`: zeros for a kernel that adds to it, `np.empty` for one that writes it all
                ) -> torch.Tensor:
-    "Check the shapes, run `kernel` on NumPy copies into a zeroed result, and return it as a tensor like `a`."
+    "Check the shapes, run `kernel` on NumPy copies into a new result, and return it as a tensor like `a`."
     m, k, n = check_matmul_args(a, b)
     an = _to_numpy(a)
-    c = np.zeros((m, n), dtype=an.dtype)
+    c = init((m, n), dtype=an.dtype)
     kernel(an, prep_b(_to_numpy(b)), c)
     return _from_numpy(c, a)
 
@@ -210,11 +211,11 @@ def matmul_tiled(a:torch.Tensor, # the left matrix, (m, k)
 MR, NR = 12, 32     # the micro-kernel's block of C: 12 rows by 32 columns (two 512-bit vectors of float32 per row)
 
 @intrinsic
-def _microkernel(typingctx, ap, ao, bp, bo, brs, kc, c, ci, cj):
-    "Add `A @ B` to `c[ci:ci+MR, cj:cj+NR]`: A packed by `_pack_a` at `ap[ao:]`, row p of B at `bp[bo + p*brs:][:NR]`."
-    sig = types.void(ap, ao, bp, bo, brs, kc, c, ci, cj)
+def _microkernel(typingctx, ap, ao, bp, bo, brs, kc, c, ci, cj, first):
+    "Add `A @ B` to `c[ci:ci+MR, cj:cj+NR]` (write it there if `first`): A packed at `ap[ao:]`, row p of B at `bp[bo + p*brs:][:NR]`."
+    sig = types.void(ap, ao, bp, bo, brs, kc, c, ci, cj, first)
     def codegen(context, builder, sig, args):
-        apv, aov, bpv, bov, brsv, kcv, cv, civ, cjv = args
+        apv, aov, bpv, bov, brsv, kcv, cv, civ, cjv, firstv = args
         fty = context.get_value_type(sig.args[0].dtype)                 # float (or double)
         lanes = 64 // context.get_abi_sizeof(fty)                       # numbers in a 512-bit vector: 16 (or 8)
         nv, i64 = NR // lanes, ir.IntType(64)                           # vectors per row of the block: 2 (or 4)
@@ -253,11 +254,13 @@ def _microkernel(typingctx, ap, ao, bp, bo, brs, kc, c, ci, cj):
         res = [[builder.phi(vty) for v in range(nv)] for r in range(MR)]
         for r in range(MR):
             for v in range(nv): res[r][v].add_incoming(zero, entry); res[r][v].add_incoming(new[r][v], body)
+        write = builder.icmp_signed('!=', firstv, ir.Constant(firstv.type, 0))
         for r in range(MR):                                             #   c[ci + r, cj:cj + NR] += acc[r]
             crow = builder.gep(carr.data, [builder.add(builder.mul(builder.add(civ, const(r)), ldc), cjv)])
-            for v in range(nv):
+            for v in range(nv):                                         #   (or = acc[r], not reading c, if first)
                 ptr = builder.bitcast(builder.gep(crow, [const(v * lanes)]), vty.as_pointer())
-                builder.store(builder.fadd(builder.load(ptr, align=4), res[r][v]), ptr, align=4)
+                old = builder.select(write, zero, builder.load(ptr, align=4))
+                builder.store(builder.fadd(old, res[r][v]), ptr, align=4)
         return context.get_dummy_value()
     return sig, codegen
 
@@ -266,17 +269,24 @@ def _microkernel(typingctx, ap, ao, bp, bo, brs, kc, c, ci, cj):
 def _pack_a(a, i0, p0, p1, ap):
     "Copy `a[i0:i0+MR, p0:p1]` into `ap` column by column (MR numbers per p), with zero rows past the end of `a`."
     rows = min(MR, a.shape[0] - i0)
-    for p in range(p1 - p0):
-        for r in range(rows): ap[p * MR + r] = a[i0 + r, p0 + p]
-        for r in range(rows, MR): ap[p * MR + r] = 0
+    if rows == MR:                                  # a whole panel: a loop of fixed length, which LLVM unrolls
+        for p in range(p1 - p0):
+            for r in range(MR): ap[p * MR + r] = a[i0 + r, p0 + p]
+    else:
+        for p in range(p1 - p0):
+            for r in range(rows): ap[p * MR + r] = a[i0 + r, p0 + p]
+            for r in range(rows, MR): ap[p * MR + r] = 0
 
 @njit(error_model='numpy')
 def _pack_b(b, p, j0, j1, bp, kk, pp):
     "Copy row `p` of `b[:, j0:j1]` into row `pp` of each NR-wide sliver of `bp` (slivers of `kk` rows), zero-padded."
     for s in range((j1 - j0 + NR - 1) // NR):
         base, cols = (s * kk + pp) * NR, min(NR, j1 - j0 - s * NR)
-        for q in range(cols): bp[base + q] = b[p, j0 + s * NR + q]
-        for q in range(cols, NR): bp[base + q] = 0
+        if cols == NR:                              # a whole sliver: two vector loads and stores
+            for q in range(NR): bp[base + q] = b[p, j0 + s * NR + q]
+        else:
+            for q in range(cols): bp[base + q] = b[p, j0 + s * NR + q]
+            for q in range(cols, NR): bp[base + q] = 0
 
 # %% ../nbs/01_matmul.ipynb #f26b3a16
 GOTO_KC = 256     # A's panel, MR×kc float32 = 12 KiB, stays in L1 (48 KiB) while B's slivers stream past it
@@ -285,18 +295,23 @@ GOTO_NC = 1024    # B's packed block, kc×nc float32 = 1 MiB, stays in L2 (2 MiB
 # %% ../nbs/01_matmul.ipynb #6ad927fb
 @njit(parallel=True, error_model='numpy')
 def _matmul_goto_kernel(a, b, c, kc, nc, pack_b):
-    "Add `a @ b` to `c` (C-contiguous) with Goto's loops around the MR×NR micro-kernel, one task per thread."
+    "Write `a @ b` into `c` (C-contiguous) with Goto's loops around the MR×NR micro-kernel, one task per thread."
     m, k = a.shape
     n = b.shape[1]
+    if k == 0: c[:] = 0; return                     # an empty sum: no slice along k would write c
     kc, nc = max(1, min(kc, k)), max(NR, min(nc, n + NR - 1) // NR * NR)   # nc: whole slivers
-    n_panels, nt = (m + MR - 1) // MR, get_num_threads()
+    n_panels, n_blocks, nt = (m + MR - 1) // MR, (n + nc - 1) // nc, get_num_threads()
+    by_cols = n_blocks >= nt                        # enough blocks of B's columns for every thread to take its own
     bps = np.empty((nt, nc * kc), b.dtype)          # each task's packed block of B: nc/NR slivers of kc×NR
     aps = np.empty((nt, kc * MR), a.dtype)          # each task's packed panel of A
-    tiles = np.zeros((nt, MR, NR), c.dtype)         # each task's scratch block, for the edges of C
+    tiles = np.empty((nt, MR, NR), c.dtype)         # each task's scratch block, for the edges of C
     bf = b.reshape(k * n)                           # b as one flat row, to read it in place
-    for t in prange(nt):                            # loop 3, outermost: each thread takes a share of the rows
+    for t in prange(nt):                            # one task per thread: a share of B's column blocks, or of A's rows
         bp, ap, tile = bps[t], aps[t], tiles[t]
-        for j0 in range(0, n, nc):                  # loop 5: blocks of nc columns of B and C
+        jb0, jb1 = (t * n_blocks // nt, (t + 1) * n_blocks // nt) if by_cols else (0, n_blocks)
+        pi0, pi1 = (0, n_panels) if by_cols else (t * n_panels // nt, (t + 1) * n_panels // nt)
+        for jb in range(jb0, jb1):                  # loop 5: blocks of nc columns of B and C
+            j0 = jb * nc
             j1 = min(j0 + nc, n)
             ns = (j1 - j0 + NR - 1) // NR
             ragged = (j1 - j0) % NR != 0            # a last sliver narrower than NR
@@ -305,7 +320,7 @@ def _matmul_goto_kernel(a, b, c, kc, nc, pack_b):
                 for pp in range(kk):                # pack B[p0:p1, j0:j1] (or only its ragged last sliver)
                     if pack_b: _pack_b(b, p0 + pp, j0, j1, bp, kk, pp)
                     elif ragged: _pack_b(b, p0 + pp, j0 + (ns - 1) * NR, j1, bp, kk, pp)
-                for pi in range(t * n_panels // nt, (t + 1) * n_panels // nt):   # loop 2: this task's panels of A
+                for pi in range(pi0, pi1):          # loop 2: this task's panels of A
                     i0 = pi * MR
                     _pack_a(a, i0, p0, p1, ap)
                     for s in range(ns):             # loop 1: slivers of B
@@ -313,12 +328,13 @@ def _matmul_goto_kernel(a, b, c, kc, nc, pack_b):
                         if pack_b: B, bo, brs = bp, s * kk * NR, NR
                         elif ragged and s == ns - 1: B, bo, brs = bp, 0, NR
                         else: B, bo, brs = bf, p0 * n + j, n
-                        if i0 + MR <= m and j + NR <= n: _microkernel(ap, 0, B, bo, brs, kk, c, i0, j)
-                        else:                       # the block sticks out of C: compute it aside, add what fits
-                            tile[:] = 0
-                            _microkernel(ap, 0, B, bo, brs, kk, tile, 0, 0)
+                        if i0 + MR <= m and j + NR <= n: _microkernel(ap, 0, B, bo, brs, kk, c, i0, j, p0 == 0)
+                        else:                       # the block sticks out of C: compute it aside, copy what fits
+                            _microkernel(ap, 0, B, bo, brs, kk, tile, 0, 0, True)
                             for r in range(min(MR, m - i0)):
-                                for q in range(min(NR, n - j)): c[i0 + r, j + q] += tile[r, q]
+                                for q in range(min(NR, n - j)):
+                                    if p0 == 0: c[i0 + r, j + q] = tile[r, q]
+                                    else: c[i0 + r, j + q] += tile[r, q]
 
 # %% ../nbs/01_matmul.ipynb #04876908
 def matmul_goto(a:torch.Tensor, # the left matrix, (m, k)
@@ -327,8 +343,8 @@ def matmul_goto(a:torch.Tensor, # the left matrix, (m, k)
                 nc:int=GOTO_NC, # columns of B per packed block (kc×nc, in L2)
                 pack_b:bool=True, # pack B's blocks into slivers; if False, the micro-kernel reads B in place
                ) -> torch.Tensor:
-    "`a @ b` by Goto's algorithm: packed panels of A and B, cache blocks, a 12×32 vector micro-kernel, rows in parallel."
-    return _run_kernel(lambda an, bn, cn: _matmul_goto_kernel(an, bn, cn, kc, nc, pack_b), a, b)
+    "`a @ b` by Goto's algorithm: packed panels of A and B, cache blocks, a 12×32 vector micro-kernel, on all threads."
+    return _run_kernel(lambda an, bn, cn: _matmul_goto_kernel(an, bn, cn, kc, nc, pack_b), a, b, init=np.empty)
 
 # %% ../nbs/01_matmul.ipynb #70b07d31
 matmuls = {'loops': matmul_loops, 'elementwise': matmul_elementwise, 'broadcast': matmul_broadcast,
