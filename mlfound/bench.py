@@ -31,7 +31,7 @@ from .learner import Learner, DeviceCB, ProgressCB
 # %% ../nbs/90_bench.ipynb #cceb09d4
 import os
 from numba import njit, set_num_threads
-from .matmul import matmul_goto, matmul_tiled, _microkernel, MR, NR, GOTO_KC
+from .matmul import matmul_goto, matmul_tiled, _microkernel, MR, NR, GOTO_KC, GOTO_AHEAD
 
 # %% ../nbs/90_bench.ipynb #f9eaf6e6
 MAX_WORK = {'loops': 2e6, 'elementwise': 1e7, 'broadcast': 2e8, 'numba': 2e8}   # largest m*k*n to time
@@ -103,7 +103,7 @@ def _threads(n:int):
 @njit
 def _microkernel_loop(ap, bp, c, kc, reps):
     "Run the micro-kernel `reps` times on the same packed panel and sliver (they stay in L1)."
-    for _ in range(reps): _microkernel(ap, 0, bp, 0, NR, kc, c, 0, 0, False)
+    for _ in range(reps): _microkernel(ap, 0, bp, 0, NR, kc, c, 0, 0, False, GOTO_AHEAD)
 
 def _microkernel_gflops(kc:int=GOTO_KC, reps:int=20000) -> float:
     "GFLOP/s of the micro-kernel alone on one core, its inputs in L1: the ceiling for `matmul_goto`."
@@ -123,9 +123,10 @@ def bench_goto_layers(sizes=(1024, 2048), # square sizes n: (n, n) @ (n, n)
         g = torch.Generator().manual_seed(0)
         a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
         steps = {'tiled (section 7)':                     (1, partial(matmul_tiled, a, b)),
-                 'micro-kernel, B in place, no blocks':   (1, partial(matmul_goto, a, b, kc=n, nc=n, pack_b=False)),
-                 '+ blocks of kc, nc (B in place)':       (1, partial(matmul_goto, a, b, pack_b=False)),
-                 '+ packed B':                            (1, partial(matmul_goto, a, b)),
+                 'micro-kernel, B in place, no blocks':   (1, partial(matmul_goto, a, b, kc=n, nc=n, pack_b=False, ahead=0)),
+                 '+ blocks of kc, nc (B in place)':       (1, partial(matmul_goto, a, b, pack_b=False, ahead=0)),
+                 '+ packed B':                            (1, partial(matmul_goto, a, b, ahead=0)),
+                 "+ asking for B's rows ahead":           (1, partial(matmul_goto, a, b)),
                  'torch.matmul':                          (1, partial(torch.matmul, a, b)),
                  f'tiled, {ths}':                  (nt, partial(matmul_tiled, a, b)),
                  f'+ {ths} (matmul_goto)':         (nt, partial(matmul_goto, a, b)),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 # %% auto #0
-__all__ = ['TILE_ROWS', 'TILE_K', 'MR', 'NR', 'GOTO_KC', 'GOTO_NC', 'matmuls', 'CHECK_SHAPES', 'check_matmul_args',
+__all__ = ['TILE_ROWS', 'TILE_K', 'MR', 'NR', 'GOTO_AHEAD', 'GOTO_KC', 'GOTO_NC', 'matmuls', 'CHECK_SHAPES', 'check_matmul_args',
            'matmul_loops', 'matmul_numba', 'matmul_elementwise', 'matmul_broadcast', 'matmul_einsum', 'matmul_torch',
            'matmul_ikj', 'matmul_tiled', 'matmul_goto', 'check_matmul']
 
@@ -209,13 +209,14 @@ def matmul_tiled(a:torch.Tensor, # the left matrix, (m, k)
 
 # %% ../nbs/01_matmul.ipynb #30ecb4a6
 MR, NR = 12, 32     # the micro-kernel's block of C: 12 rows by 32 columns (two 512-bit vectors of float32 per row)
+GOTO_AHEAD = 16     # while it uses row p of B's sliver, the micro-kernel asks for row p + 16 (2 KiB further on)
 
 @intrinsic
-def _microkernel(typingctx, ap, ao, bp, bo, brs, kc, c, ci, cj, first):
-    "Add `A @ B` to `c[ci:ci+MR, cj:cj+NR]` (write it there if `first`): A packed at `ap[ao:]`, row p of B at `bp[bo + p*brs:][:NR]`."
-    sig = types.void(ap, ao, bp, bo, brs, kc, c, ci, cj, first)
+def _microkernel(typingctx, ap, ao, bp, bo, brs, kc, c, ci, cj, first, ahead):
+    "Add `A @ B` to `c[ci:ci+MR, cj:cj+NR]` (write it if `first`): A packed at `ap[ao:]`, row p of B at `bp[bo + p*brs:][:NR]`, asking for row p + `ahead`."
+    sig = types.void(ap, ao, bp, bo, brs, kc, c, ci, cj, first, ahead)
     def codegen(context, builder, sig, args):
-        apv, aov, bpv, bov, brsv, kcv, cv, civ, cjv, firstv = args
+        apv, aov, bpv, bov, brsv, kcv, cv, civ, cjv, firstv, aheadv = args
         fty = context.get_value_type(sig.args[0].dtype)                 # float (or double)
         lanes = 64 // context.get_abi_sizeof(fty)                       # numbers in a 512-bit vector: 16 (or 8)
         nv, i64 = NR // lanes, ir.IntType(64)                           # vectors per row of the block: 2 (or 4)
@@ -227,6 +228,14 @@ def _microkernel(typingctx, ap, ao, bp, bo, brs, kc, c, ci, cj, first):
         ldc = builder.extract_value(carr.shape, 1)                      # c's row length
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
                                              f"llvm.fma.v{lanes}{'f32' if lanes == 16 else 'f64'}")
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        prefetch = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                                  'llvm.prefetch.p0i8')        # (address, for writing?, cache level 0-3, data)
+        ask = lambda ptr, write: builder.call(prefetch, [builder.bitcast(ptr, i8p), ir.Constant(i32, write),
+                                                         ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        crows = [builder.gep(carr.data, [builder.add(builder.mul(builder.add(civ, const(r)), ldc), cjv)]) for r in range(MR)]
+        for crow in crows:                                              # ask for the block of C now: it arrives
+            for v in range(nv): ask(builder.gep(crow, [const(v * lanes)]), 1)   #   while the loop runs
         zero, undef = ir.Constant(vty, None), ir.Constant(vty, ir.Undefined)
         splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), None)   # shuffle mask (0, 0, ..., 0)
         entry = builder.block
@@ -238,6 +247,8 @@ def _microkernel(typingctx, ap, ao, bp, bo, brs, kc, c, ci, cj, first):
         brow = builder.gep(B, [builder.mul(p, brsv)])
         bvec = [builder.load(builder.bitcast(builder.gep(brow, [const(v * lanes)]), vty.as_pointer()), align=4)
                 for v in range(nv)]                                     #   row p of B: nv vector loads
+        ahead_row = builder.gep(B, [builder.mul(builder.add(p, aheadv), brsv)])
+        for v in range(nv): ask(builder.gep(ahead_row, [const(v * lanes)]), 0)   #   and ask for row p + ahead
         acol = builder.gep(A, [builder.mul(p, const(MR))])              #   column p of A: MR numbers in a row
         new = []
         for r in range(MR):                                             #   acc[r] += A[r, p] * B[p, :]
@@ -254,72 +265,121 @@ def _microkernel(typingctx, ap, ao, bp, bo, brs, kc, c, ci, cj, first):
         res = [[builder.phi(vty) for v in range(nv)] for r in range(MR)]
         for r in range(MR):
             for v in range(nv): res[r][v].add_incoming(zero, entry); res[r][v].add_incoming(new[r][v], body)
-        write = builder.icmp_signed('!=', firstv, ir.Constant(firstv.type, 0))
-        for r in range(MR):                                             #   c[ci + r, cj:cj + NR] += acc[r]
-            crow = builder.gep(carr.data, [builder.add(builder.mul(builder.add(civ, const(r)), ldc), cjv)])
-            for v in range(nv):                                         #   (or = acc[r], not reading c, if first)
-                ptr = builder.bitcast(builder.gep(crow, [const(v * lanes)]), vty.as_pointer())
-                old = builder.select(write, zero, builder.load(ptr, align=4))
-                builder.store(builder.fadd(old, res[r][v]), ptr, align=4)
+        ptrs = [[builder.bitcast(builder.gep(crow, [const(v * lanes)]), vty.as_pointer()) for v in range(nv)]
+                for crow in crows]                                      # where the block's vectors go in c
+        with builder.if_else(builder.icmp_signed('!=', firstv, ir.Constant(firstv.type, 0))) as (first_, then_add):
+            with first_:                                                # c[ci + r, cj:cj + NR] = acc[r], not reading c
+                for r in range(MR):
+                    for v in range(nv): builder.store(res[r][v], ptrs[r][v], align=4)
+            with then_add:                                              # c[ci + r, cj:cj + NR] += acc[r]
+                for r in range(MR):
+                    for v in range(nv): builder.store(builder.fadd(builder.load(ptrs[r][v], align=4), res[r][v]), ptrs[r][v], align=4)
         return context.get_dummy_value()
     return sig, codegen
 
 # %% ../nbs/01_matmul.ipynb #f1e65691
+@intrinsic
+def _transpose_block(typingctx, a, i0, p0, ap, ao):
+    "Copy the MR×L block `a[i0:i0+MR, p0:p0+L]` (L numbers per vector) into `ap[ao:]` column by column, in registers."
+    if a.layout != 'C': raise TypeError(f'_transpose_block needs a C-contiguous array, got {a}')
+    sig = types.void(a, i0, p0, ap, ao)
+    def codegen(context, builder, sig, args):
+        av, i0v, p0v, apv, aov = args
+        fty = context.get_value_type(sig.args[0].dtype)
+        L = 64 // context.get_abi_sizeof(fty)                           # numbers per 512-bit vector: 16 (or 8)
+        i64, i32, vty = ir.IntType(64), ir.IntType(32), ir.VectorType(fty, L)
+        const = lambda v: ir.Constant(i64, v)
+        arr = context.make_array(sig.args[0])(context, builder, av)
+        lda = builder.extract_value(arr.shape, 1)                       # a's row length
+        src = builder.gep(arr.data, [builder.add(builder.mul(i0v, lda), p0v)])          # &a[i0, p0]
+        dst = builder.gep(context.make_array(sig.args[3])(context, builder, apv).data, [aov])
+        vname = f"v{L}{'f32' if L == 16 else 'f64'}"
+        store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(),
+                    [vty, vty.as_pointer(), i32, ir.VectorType(ir.IntType(1), L)]),
+                    f'llvm.masked.store.{vname}.p0{vname}')             # store the lanes that a mask picks
+        groups = (MR + L - 1) // L                                      # the rows, in squares of L×L
+        rows = [builder.load(builder.bitcast(builder.gep(src, [builder.mul(lda, const(r))]), vty.as_pointer()), align=4)
+                if r < MR else ir.Constant(vty, ir.Undefined) for r in range(groups * L)]   # one vector load per row
+        for g in range(groups):
+            x, bit = rows[g * L:(g + 1) * L], 1
+            while bit < L:                                              # transpose the square: swap bit `bit` of
+                for r in range(L):                                      #   the row number with that of the lane
+                    if r & bit: continue
+                    lo = [q if not q & bit else L + q - bit for q in range(L)]   # lanes from row r and row r + bit
+                    hi = [q + bit if not q & bit else L + q for q in range(L)]
+                    mask = lambda idx: ir.Constant(ir.VectorType(i32, L), [ir.Constant(i32, v) for v in idx])
+                    x[r], x[r + bit] = (builder.shuffle_vector(x[r], x[r + bit], mask(lo)),
+                                        builder.shuffle_vector(x[r], x[r + bit], mask(hi)))
+                bit *= 2
+            keep = ir.Constant(ir.VectorType(ir.IntType(1), L),
+                               [ir.Constant(ir.IntType(1), int(g * L + q < MR)) for q in range(L)])   # real rows only
+            for q in range(L):                                          # x[q] is column p0 + q: store its rows
+                ptr = builder.bitcast(builder.gep(dst, [const(q * MR + g * L)]), vty.as_pointer())
+                builder.call(store, [x[q], ptr, ir.Constant(i32, 4), keep])
+        return context.get_dummy_value()
+    return sig, codegen
+
 @njit(error_model='numpy')
 def _pack_a(a, i0, p0, p1, ap):
     "Copy `a[i0:i0+MR, p0:p1]` into `ap` column by column (MR numbers per p), with zero rows past the end of `a`."
-    rows = min(MR, a.shape[0] - i0)
-    if rows == MR:                                  # a whole panel: a loop of fixed length, which LLVM unrolls
-        for p in range(p1 - p0):
+    rows, kk, L = min(MR, a.shape[0] - i0), p1 - p0, 64 // a.itemsize
+    if rows == MR:                                  # a whole panel: L columns at a time, transposed in registers
+        for q in range(0, kk - L + 1, L): _transpose_block(a, i0, p0 + q, ap, q * MR)
+        for p in range(kk - kk % L, kk):            # and the last few columns one number at a time
             for r in range(MR): ap[p * MR + r] = a[i0 + r, p0 + p]
     else:
-        for p in range(p1 - p0):
+        for p in range(kk):
             for r in range(rows): ap[p * MR + r] = a[i0 + r, p0 + p]
             for r in range(rows, MR): ap[p * MR + r] = 0
 
 @njit(error_model='numpy')
-def _pack_b(b, p, j0, j1, bp, kk, pp):
-    "Copy row `p` of `b[:, j0:j1]` into row `pp` of each NR-wide sliver of `bp` (slivers of `kk` rows), zero-padded."
-    for s in range((j1 - j0 + NR - 1) // NR):
-        base, cols = (s * kk + pp) * NR, min(NR, j1 - j0 - s * NR)
-        if cols == NR:                              # a whole sliver: two vector loads and stores
-            for q in range(NR): bp[base + q] = b[p, j0 + s * NR + q]
-        else:
-            for q in range(cols): bp[base + q] = b[p, j0 + s * NR + q]
-            for q in range(cols, NR): bp[base + q] = 0
+def _pack_b(b, p0, p1, j0, j1, bp):
+    "Copy `b[p0:p1, j0:j1]` into `bp` as slivers of NR columns, each (p1 - p0)×NR, zero-padded past column j1."
+    kk = p1 - p0
+    for r0 in range(0, kk, 16):                     # 16 rows at a time, so that each sliver gets a run of 16 rows
+        for s in range((j1 - j0 + NR - 1) // NR):
+            cols = min(NR, j1 - j0 - s * NR)
+            for pp in range(r0, min(r0 + 16, kk)):
+                base, col = (s * kk + pp) * NR, j0 + s * NR
+                if cols == NR:                      # a whole sliver: two vector loads and stores
+                    for q in range(NR): bp[base + q] = b[p0 + pp, col + q]
+                else:
+                    for q in range(cols): bp[base + q] = b[p0 + pp, col + q]
+                    for q in range(cols, NR): bp[base + q] = 0
+
 
 # %% ../nbs/01_matmul.ipynb #f26b3a16
-GOTO_KC = 256     # A's panel, MR×kc float32 = 12 KiB, stays in L1 (48 KiB) while B's slivers stream past it
-GOTO_NC = 1024    # B's packed block, kc×nc float32 = 1 MiB, stays in L2 (2 MiB) while every panel of A uses it
+GOTO_KC = 512     # A's panel, MR×kc float32 = 24 KiB, half of L1 (48 KiB), stays there while B's slivers stream past
+GOTO_NC = 512     # B's packed block, kc×nc float32 = 1 MiB, half of L2 (2 MiB), stays there while every panel of A uses it
 
 # %% ../nbs/01_matmul.ipynb #6ad927fb
 @njit(parallel=True, error_model='numpy')
-def _matmul_goto_kernel(a, b, c, kc, nc, pack_b):
+def _matmul_goto_kernel(a, b, c, kc, nc, pack_b, ahead):
     "Write `a @ b` into `c` (C-contiguous) with Goto's loops around the MR×NR micro-kernel, one task per thread."
     m, k = a.shape
     n = b.shape[1]
     if k == 0: c[:] = 0; return                     # an empty sum: no slice along k would write c
-    kc, nc = max(1, min(kc, k)), max(NR, min(nc, n + NR - 1) // NR * NR)   # nc: whole slivers
-    n_panels, n_blocks, nt = (m + MR - 1) // MR, (n + nc - 1) // nc, get_num_threads()
-    by_cols = n_blocks >= nt                        # enough blocks of B's columns for every thread to take its own
+    kc, nc = max(1, min(kc, k)), max(NR, nc // NR * NR)   # nc: whole slivers
+    n_panels, n_slivers, nt = (m + MR - 1) // MR, (n + NR - 1) // NR, get_num_threads()
+    by_cols = m <= n and n_slivers >= nt            # split B's columns (each task packs all of A), else A's rows
     bps = np.empty((nt, nc * kc), b.dtype)          # each task's packed block of B: nc/NR slivers of kc×NR
     aps = np.empty((nt, kc * MR), a.dtype)          # each task's packed panel of A
     tiles = np.empty((nt, MR, NR), c.dtype)         # each task's scratch block, for the edges of C
     bf = b.reshape(k * n)                           # b as one flat row, to read it in place
-    for t in prange(nt):                            # one task per thread: a share of B's column blocks, or of A's rows
+    for t in prange(nt):                            # one task per thread
         bp, ap, tile = bps[t], aps[t], tiles[t]
-        jb0, jb1 = (t * n_blocks // nt, (t + 1) * n_blocks // nt) if by_cols else (0, n_blocks)
-        pi0, pi1 = (0, n_panels) if by_cols else (t * n_panels // nt, (t + 1) * n_panels // nt)
-        for jb in range(jb0, jb1):                  # loop 5: blocks of nc columns of B and C
-            j0 = jb * nc
-            j1 = min(j0 + nc, n)
+        if by_cols: c0, c1, pi0, pi1 = t * n_slivers // nt * NR, min(n, (t + 1) * n_slivers // nt * NR), 0, n_panels
+        else:       c0, c1, pi0, pi1 = 0, n, t * n_panels // nt, (t + 1) * n_panels // nt
+        n_blk = (c1 - c0 + nc - 1) // nc            # this task's columns in blocks of at most nc, of equal width
+        w = max(NR, ((c1 - c0 + max(n_blk, 1) - 1) // max(n_blk, 1) + NR - 1) // NR * NR)
+        for j0 in range(c0, c1, w):                 # loop 5: blocks of w columns of B and C
+            j1 = min(j0 + w, c1)
             ns = (j1 - j0 + NR - 1) // NR
             ragged = (j1 - j0) % NR != 0            # a last sliver narrower than NR
             for p0 in range(0, k, kc):              # loop 4: slices of kc along the dot products
                 p1 = min(p0 + kc, k); kk = p1 - p0
-                for pp in range(kk):                # pack B[p0:p1, j0:j1] (or only its ragged last sliver)
-                    if pack_b: _pack_b(b, p0 + pp, j0, j1, bp, kk, pp)
-                    elif ragged: _pack_b(b, p0 + pp, j0 + (ns - 1) * NR, j1, bp, kk, pp)
+                if pack_b: _pack_b(b, p0, p1, j0, j1, bp)                  # pack B[p0:p1, j0:j1]
+                elif ragged: _pack_b(b, p0, p1, j0 + (ns - 1) * NR, j1, bp)   # (or only its ragged last sliver)
                 for pi in range(pi0, pi1):          # loop 2: this task's panels of A
                     i0 = pi * MR
                     _pack_a(a, i0, p0, p1, ap)
@@ -328,9 +388,9 @@ def _matmul_goto_kernel(a, b, c, kc, nc, pack_b):
                         if pack_b: B, bo, brs = bp, s * kk * NR, NR
                         elif ragged and s == ns - 1: B, bo, brs = bp, 0, NR
                         else: B, bo, brs = bf, p0 * n + j, n
-                        if i0 + MR <= m and j + NR <= n: _microkernel(ap, 0, B, bo, brs, kk, c, i0, j, p0 == 0)
+                        if i0 + MR <= m and j + NR <= n: _microkernel(ap, 0, B, bo, brs, kk, c, i0, j, p0 == 0, ahead)
                         else:                       # the block sticks out of C: compute it aside, copy what fits
-                            _microkernel(ap, 0, B, bo, brs, kk, tile, 0, 0, True)
+                            _microkernel(ap, 0, B, bo, brs, kk, tile, 0, 0, True, ahead)
                             for r in range(min(MR, m - i0)):
                                 for q in range(min(NR, n - j)):
                                     if p0 == 0: c[i0 + r, j + q] = tile[r, q]
@@ -340,11 +400,12 @@ def _matmul_goto_kernel(a, b, c, kc, nc, pack_b):
 def matmul_goto(a:torch.Tensor, # the left matrix, (m, k)
                 b:torch.Tensor, # the right matrix, (k, n)
                 kc:int=GOTO_KC, # length of the slices along the dot products (A's panel: MR×kc, in L1)
-                nc:int=GOTO_NC, # columns of B per packed block (kc×nc, in L2)
+                nc:int=GOTO_NC, # most columns of B per packed block (kc×nc, in L2)
                 pack_b:bool=True, # pack B's blocks into slivers; if False, the micro-kernel reads B in place
+                ahead:int=GOTO_AHEAD, # rows of B the micro-kernel asks for ahead of the one it uses (0: none)
                ) -> torch.Tensor:
     "`a @ b` by Goto's algorithm: packed panels of A and B, cache blocks, a 12×32 vector micro-kernel, on all threads."
-    return _run_kernel(lambda an, bn, cn: _matmul_goto_kernel(an, bn, cn, kc, nc, pack_b), a, b, init=np.empty)
+    return _run_kernel(lambda an, bn, cn: _matmul_goto_kernel(an, bn, cn, kc, nc, pack_b, ahead), a, b, init=np.empty)
 
 # %% ../nbs/01_matmul.ipynb #70b07d31
 matmuls = {'loops': matmul_loops, 'elementwise': matmul_elementwise, 'broadcast': matmul_broadcast,
