@@ -359,7 +359,7 @@ def _matmul_goto_kernel(a, b, c, kc, nc, pack_b, ahead):
     m, k = a.shape
     n = b.shape[1]
     if k == 0: c[:] = 0; return                     # an empty sum: no slice along k would write c
-    kc, nc = max(1, min(kc, k)), max(NR, nc // NR * NR)   # nc: whole slivers
+    kc, nc = max(1, min(kc, k)), max(NR, min(nc, n + NR - 1) // NR * NR)   # no bigger than needed; whole slivers
     n_panels, n_slivers, nt = (m + MR - 1) // MR, (n + NR - 1) // NR, get_num_threads()
     by_cols = m <= n and n_slivers >= nt            # split B's columns (each task packs all of A), else A's rows
     bps = np.empty((nt, nc * kc), b.dtype)          # each task's packed block of B: nc/NR slivers of kc×NR
