@@ -370,8 +370,8 @@ def _matmul_goto_kernel(a, b, c, kc, nc, pack_b, ahead):
         bp, ap, tile = bps[t], aps[t], tiles[t]
         if by_cols: c0, c1, pi0, pi1 = t * n_slivers // nt * NR, min(n, (t + 1) * n_slivers // nt * NR), 0, n_panels
         else:       c0, c1, pi0, pi1 = 0, n, t * n_panels // nt, (t + 1) * n_panels // nt
-        n_blk = (c1 - c0 + nc - 1) // nc            # this task's columns in blocks of at most nc, of equal width
-        w = max(NR, ((c1 - c0 + max(n_blk, 1) - 1) // max(n_blk, 1) + NR - 1) // NR * NR)
+        n_blk = max(1, (c1 - c0 + nc - 1) // nc)     # this task's columns in blocks of at most nc, of equal width
+        w = max(NR, ((c1 - c0 + n_blk - 1) // n_blk + NR - 1) // NR * NR)
         for j0 in range(c0, c1, w):                 # loop 5: blocks of w columns of B and C
             j1 = min(j0 + w, c1)
             ns = (j1 - j0 + NR - 1) // NR
