@@ -12,6 +12,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
+try:                    # property-based tests (tests/test_properties*.py): a short fixed profile in CI, a long one on request
+    from hypothesis import HealthCheck, settings as _hyp
+    _hyp.register_profile('ci', max_examples=25, deadline=None, derandomize=True, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+    _hyp.register_profile('dev', max_examples=300, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+    _hyp.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'ci'))   # HYPOTHESIS_PROFILE=dev for the long run
+except ImportError: pass
+
 ROOT = Path(__file__).resolve().parents[1]
 NBS = Path(os.environ.get('MLFOUND_NBS') or ROOT/'nbs').resolve()   # MLFOUND_NBS: try the tests on a copy of nbs/
 TEST_OUT = ROOT/'test_out'     # screenshots and other artefacts (git-ignored; CI uploads it)

@@ -1,11 +1,15 @@
 """Notebooks run the way users run them: on a real `python3` Jupyter kernel, not nbdev_test's in-process shell.
 
+This is the notebooks' second machine. `nbdev_test` runs them natively; `python tools/test.py` runs this file
+under another machine profile (by default `avx2` with 3 threads: another vector width, BLAS code path and
+thread count), which the kernels inherit from the environment. Each run has its own purpose:
+
 - every notebook in nbs/ (index included) runs top to bottom in a fresh kernel with cwd = nbs/ (as JupyterLab
   does), in memory: tracked notebooks are never rewritten; cells nbdev_test skips (`#| eval: false`, the
   `tst_flags` of settings.ini, `skip_exec` front matter) are skipped here too;
+- the training notebook runs twice in that same kernel, and must print the same results (it is seeded);
 - a notebook opened from another working directory still finds its data;
-- a training notebook run twice in the same kernel prints the same results (it is seeded);
-- interrupting a training cell leaves the kernel usable and the model finite and trainable.
+- interrupting a training cell leaves the kernel usable, the model finite and trainable, and no gradients behind.
 
 Data settings come from the environment, as in CI (MLFOUND_DATA, MLFOUND_MNIST). A cell may take up to
 $MLFOUND_CELL_TIMEOUT seconds (default 600).
@@ -111,9 +115,10 @@ _double_runs = {}   # the training notebook's two runs, shared with test_rerun_s
 
 @pytest.fixture(scope='module', autouse=True)
 def _data_settings(report):
-    report(f'kernel runs: MLFOUND_DATA={os.environ.get("MLFOUND_DATA", "(unset)")} '
-           f'MLFOUND_MNIST={os.environ.get("MLFOUND_MNIST", "(unset)")} OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS", "(unset)")} '
-           f'cell timeout {CELL_TIMEOUT}s')
+    g = lambda k: os.environ.get(k, '(unset)')
+    report(f'kernel runs: MLFOUND_DATA={g("MLFOUND_DATA")} MLFOUND_MNIST={g("MLFOUND_MNIST")} cell timeout {CELL_TIMEOUT}s; '
+           f'machine: OMP_NUM_THREADS={g("OMP_NUM_THREADS")} NUMBA_CPU_NAME={g("NUMBA_CPU_NAME")} '
+           f'ATEN_CPU_CAPABILITY={g("ATEN_CPU_CAPABILITY")} ONEDNN_MAX_CPU_ISA={g("ONEDNN_MAX_CPU_ISA")}')
 
 @pytest.mark.parametrize('nb', NB_PATHS, ids=[p.name for p in NB_PATHS])
 def test_notebook_runs_in_kernel(nb, report):
@@ -239,13 +244,14 @@ def test_interrupt_training(report):
         assert finite == 'True', 'parameters are not finite after the interrupt'
         assert changed == 'True', 'the interrupted cell did not train at all (the interrupt came too early?)'
         assert grad_on == 'True', 'gradients are disabled after the interrupt'
+        assert stale == 'False', 'the interrupted step left gradients in the parameters: the next step would add to them'
         content, out = _run(kc, 'vl, va = train(1)\n'
                                 'print(vl, va, all(torch.isfinite(p).all().item() for p in model.parameters()))')
         assert content['status'] == 'ok', f'training again after the interrupt failed:\n{out}'
         vl, va, fin = out.split()[-3:]
         assert fin == 'True' and float(vl) == float(vl) and float(va) > 0.5, f'after one more epoch: loss {vl}, accuracy {va}'
         report(f'interrupt ({loop}): KeyboardInterrupt {t_int:.2f}s after the interrupt; one more epoch then: valid loss {float(vl):.3f}, '
-               f'accuracy {float(va):.3f}; gradients left over from the interrupted step: {stale}')
+               f'accuracy {float(va):.3f}; no gradients left over from the interrupted step')
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
