@@ -10,7 +10,7 @@ for k in 'version description keywords author author_email'.split(): assert k in
 
 licenses = {'apache2': ('Apache Software License 2.0', 'OSI Approved :: Apache Software License')}
 statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable', '6 - Mature', '7 - Inactive']
-py_versions = '3.10 3.11 3.12 3.13'.split()
+py_versions = '3.10 3.11 3.12 3.13 3.14 3.15'.split()
 
 lic = licenses[cfg['license']]
 min_python = cfg['min_python']

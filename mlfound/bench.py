@@ -9,8 +9,8 @@ from functools import partial
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['MAX_WORK', 'BENCHES', 'time_matmuls', 'ladder_table', 'bench_matmul', 'bench_goto_layers', 'bench_load_digits',
-           'bench_backprop', 'bench_dataloader', 'bench_learner', 'run_benchmarks']
+__all__ = ['MATMULS', 'BENCHES', 'bench_matmul', 'bench_load_digits', 'bench_backprop', 'bench_dataloader', 'bench_learner',
+           'run_benchmarks']
 
 # %% ../nbs/90_bench.ipynb #e42ed21f
 import numpy as np
@@ -18,130 +18,30 @@ import torch
 import torch.nn.functional as F
 import torch.utils.data as tud
 from PIL import Image
-from numba import get_num_threads
 from .core import time_fns, machine_info, def_device
 from .datasets import get_mnist, get_mnist_sample
-from .matmul import matmuls
+from .matmul import matmuls, time_matmuls, ladder_table
+from .fast_matmul import matmul_goto, numba_target, wide_vectors
 from .mnist_basics import load_digits
 from .backprop import lin, relu, mse, forward_and_backward
 from .losses import multiclass_accuracy
 from .training import Dataset, DataLoader, DataLoaders, collate, mlp
 from .learner import Learner, DeviceCB, ProgressCB
 
-# %% ../nbs/90_bench.ipynb #cceb09d4
-import os
-from numba import njit, set_num_threads
-from .matmul import matmul_goto, matmul_tiled, _microkernel, MR, NR, GOTO_KC, GOTO_AHEAD
-
-# %% ../nbs/90_bench.ipynb #f9eaf6e6
-MAX_WORK = {'loops': 2e6, 'elementwise': 1e7, 'broadcast': 2e8, 'numba': 2e8}   # largest m*k*n to time
-
-def time_matmuls(m:int, k:int, n:int, # the sizes: (m, k) @ (k, n)
-                 names=None, # keys of `matmuls` to time (default: all)
-                 max_work:dict=MAX_WORK, # skip an implementation when m*k*n exceeds its entry
-                 repeats:int=5, # timed rounds (each calls every implementation once); the median is kept
-                 seed:int=0, # seed for the random matrices
-                 fns:dict|None=None, # name -> implementation; default `mlfound.matmul.matmuls`
-                ) -> list[dict]:
-    "Time implementations of `matmuls` on random float32 matrices, side by side: one dict per implementation."
-    g = torch.Generator().manual_seed(seed)
-    a, b = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)
-    fns = matmuls if fns is None else fns
-    names = list(fns) if names is None else list(names)
-    run = [nm for nm in names if m * k * n <= max_work.get(nm, math.inf)]
-    best = time_fns({nm: partial(fns[nm], a, b) for nm in run}, repeats=repeats)
-    rows = []
-    for nm in names:
-        s = best.get(nm)
-        rows.append(dict(size=f'{m}×{k} @ {k}×{n}', shape=(m, k, n), name=nm, seconds=s,
-                         gflops=None if s is None else 2 * m * k * n / s / 1e9,
-                         speedup=best['loops'] / s if s is not None and 'loops' in best else None,     # × faster than loops
-                         vs_torch=s / best['torch'] if s is not None and 'torch' in best else None))  # time / torch's
-    return rows
-
-# %% ../nbs/90_bench.ipynb #a093837d
-def _vector_width() -> str:
-    "Which SIMD width numba was told to prefer: '512-bit' if `NUMBA_CPU_FEATURES` lifts LLVM's 256-bit preference."
-    return '512-bit' if '-prefer-256-bit' in os.environ.get('NUMBA_CPU_FEATURES', '') else "LLVM's default"
-
-def ladder_table(rows:list[dict]) -> str:
-    "Format the rows of `time_matmuls` as a text table."
-    lines = [f"{rows[0]['size']}  ({machine_info()}; numba {get_num_threads()} threads, vectors: {_vector_width()})",
-             f"{'implementation':<14}{'time/call':>12}{'GFLOP/s':>10}{'× loops':>10}{'time/torch':>12}"]
-    for r in rows:
-        if r['seconds'] is None: lines.append(f"{r['name']:<14}{'skipped: too slow at this size':>44}"); continue
-        s = r['seconds']
-        t = f'{s*1e3:.3g} ms' if s >= 1e-3 else f'{s*1e6:.3g} µs'
-        sp = '—' if r['speedup'] is None else f"{r['speedup']:,.0f}" if r['speedup'] >= 10 else f"{r['speedup']:.2g}"
-        vt = '—' if r['vs_torch'] is None else f"{r['vs_torch']:.2f}"
-        lines.append(f"{r['name']:<14}{t:>12}{r['gflops']:>10.3g}{sp:>10}{vt:>12}")
-    return '\n'.join(lines)
-
 # %% ../nbs/90_bench.ipynb #5b7a17c4
+MATMULS = {k: f for k, f in matmuls.items() if k != 'torch'} | {'goto': matmul_goto, 'torch': matmuls['torch']}   # torch last
+
 def bench_matmul(sizes=(512, 1024, 2048, (1000, 999, 1001)), # square sizes n, or (m, k, n) triples
-                 names=None, # keys of `matmuls` to run (default: all; slow ones are skipped at large sizes)
+                 names=None, # keys of `MATMULS` to run (default: all; slow ones are skipped at large sizes)
                  repeats:int=5, # timed rounds per size
                 ) -> list[dict]:
     "Print the matmul ladder (GFLOP/s, time relative to `torch.matmul`) at each size; return all rows."
-    rows = []
+    note, rows = f'numba targets {numba_target()[0]}', []
     for s in sizes:
         m, k, n = (s, s, s) if isinstance(s, int) else s
-        r = time_matmuls(m, k, n, names=names, repeats=repeats)
-        print(ladder_table(r), end='\n\n')
+        r = time_matmuls(m, k, n, names=names, repeats=repeats, fns=MATMULS)
+        print(ladder_table(r, note), end='\n\n')
         rows += r
-    return rows
-
-# %% ../nbs/90_bench.ipynb #838cd192
-@contextlib.contextmanager
-def _threads(n:int):
-    "Run the block with `n` threads in numba and in torch, then restore both."
-    old_numba, old_torch = get_num_threads(), torch.get_num_threads()
-    set_num_threads(n); torch.set_num_threads(n)
-    try: yield
-    finally: set_num_threads(old_numba); torch.set_num_threads(old_torch)
-
-@njit
-def _microkernel_loop(ap, bp, c, kc, reps):
-    "Run the micro-kernel `reps` times on the same packed panel and sliver (they stay in L1)."
-    for _ in range(reps): _microkernel(ap, 0, bp, 0, NR, kc, c, 0, 0, False, GOTO_AHEAD)
-
-def _microkernel_gflops(kc:int=GOTO_KC, reps:int=20000) -> float:
-    "GFLOP/s of the micro-kernel alone on one core, its inputs in L1: the ceiling for `matmul_goto`."
-    ap, bp, c = np.random.rand(kc * MR).astype(np.float32), np.random.rand(kc * NR).astype(np.float32), np.zeros((MR, NR), np.float32)
-    _microkernel_loop(ap, bp, c, kc, 1)
-    s = time_fns({'mk': partial(_microkernel_loop, ap, bp, c, kc, reps)}, repeats=5)['mk']
-    return 2 * MR * NR * kc * reps / s / 1e9
-
-def bench_goto_layers(sizes=(1024, 2048), # square sizes n: (n, n) @ (n, n)
-                      repeats:int=5, # timed rounds per size
-                     ) -> list[dict]:
-    "Time Goto's algorithm one layer at a time beside `tiled` and `torch.matmul` (1 thread, then all); print a table per size."
-    nt, rows = get_num_threads(), []
-    ths = f'{nt} thread' + ('s' if nt > 1 else '')
-    mk = _microkernel_gflops()                      # the same for every size: its inputs stay in L1
-    for n in sizes:
-        g = torch.Generator().manual_seed(0)
-        a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
-        steps = {'tiled (section 7)':                     (1, partial(matmul_tiled, a, b)),
-                 'micro-kernel, B in place, no blocks':   (1, partial(matmul_goto, a, b, kc=n, nc=n, pack_b=False, ahead=0)),
-                 '+ blocks of kc, nc (B in place)':       (1, partial(matmul_goto, a, b, pack_b=False, ahead=0)),
-                 '+ packed B':                            (1, partial(matmul_goto, a, b, ahead=0)),
-                 "+ asking for B's rows ahead":           (1, partial(matmul_goto, a, b)),
-                 'torch.matmul':                          (1, partial(torch.matmul, a, b)),
-                 f'tiled, {ths}':                  (nt, partial(matmul_tiled, a, b)),
-                 f'+ {ths} (matmul_goto)':         (nt, partial(matmul_goto, a, b)),
-                 f'torch.matmul, {ths}':           (nt, partial(torch.matmul, a, b))}
-        def run(t, f):
-            with _threads(t): f()
-        med = time_fns({k: partial(run, t, f) for k, (t, f) in steps.items()}, repeats=repeats)
-        print(f'\n{n}×{n} @ {n}×{n}  ({machine_info()}; vectors: {_vector_width()})')
-        print(f"{'step':<38}{'threads':>8}{'time':>10}{'GFLOP/s':>9}{'time/torch':>12}")
-        rows.append(dict(n=n, step='micro-kernel alone, inputs in L1', threads=1, seconds=None, gflops=mk, vs_torch=None))
-        print(f"{rows[-1]['step']:<38}{1:>8}{'—':>10}{mk:>9.0f}{'—':>12}")
-        for k, (t, f) in steps.items():
-            r = dict(n=n, step=k, threads=t, seconds=med[k], gflops=2 * n**3 / med[k] / 1e9, vs_torch=med[k] / med['torch.matmul' if t == 1 else f'torch.matmul, {ths}'])
-            rows.append(r)
-            print(f"{k:<38}{t:>8}{r['seconds']*1e3:>8.1f}ms{r['gflops']:>9.0f}{r['vs_torch']:>12.2f}")
     return rows
 
 # %% ../nbs/90_bench.ipynb #4d789753
@@ -310,6 +210,13 @@ def run_benchmarks(name:str='all', # a key of `BENCHES`, or 'all'
     return res
 
 # %% ../nbs/90_bench.ipynb #87ab69e3
-if __name__ == '__main__' and __spec__ is not None:
-    from mlfound.cli import main
-    sys.exit(main(['bench', *sys.argv[1:]]))
+def _main(argv:list[str], # the arguments after `python -m mlfound.bench`
+         ) -> int:
+    "`python -m mlfound.bench [name]`: run one benchmark or all, as `mlfound bench` does; return the exit code."
+    if len(argv) > 1 or (argv and argv[0] not in ('all', *BENCHES)):
+        print(f'usage: python -m mlfound.bench [{"|".join(["all", *BENCHES])}]', file=sys.stderr); return 2
+    wide_vectors()                                  # before numba compiles anything, as the deep dive does
+    run_benchmarks(argv[0] if argv else 'all')
+    return 0
+
+if __name__ == '__main__' and __spec__ is not None: sys.exit(_main(sys.argv[1:]))

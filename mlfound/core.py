@@ -9,7 +9,8 @@ from collections.abc import Callable
 from functools import partial
 
 # %% auto #0
-__all__ = ['def_device', 'set_seed', 'default_device', 'to_device', 'time_fns', 'time_fn', 'wide_vectors', 'machine_info']
+__all__ = ['def_device', 'HASWELL_FEATURES', 'MACHINE_PROFILES', 'THREAD_VARS', 'set_seed', 'default_device', 'to_device',
+           'time_fns', 'time_fn', 'machine_info', 'profile_env']
 
 # %% ../nbs/00_core.ipynb #38ace00e
 import numpy as np
@@ -66,17 +67,32 @@ def time_fn(f:Callable, # the function to time
     "Median wall-clock seconds per call of `f(*args, **kwargs)`, after `warmup` untimed calls (see `time_fns`)."
     return time_fns({'f': partial(f, *args, **kwargs)}, repeats=repeats, warmup=warmup)['f']
 
-# %% ../nbs/00_core.ipynb #793f551f
-def wide_vectors() -> bool:
-    "Let numba use 512-bit vectors on AVX-512 CPUs (call before it compiles anything); return whether it now may."
-    import llvmlite.binding as llvm
-    features = llvm.get_host_cpu_features()
-    if features.get('avx512f') and 'NUMBA_CPU_FEATURES' not in os.environ:
-        os.environ['NUMBA_CPU_FEATURES'] = features.flatten() + ',-prefer-256-bit'
-    return '-prefer-256-bit' in os.environ.get('NUMBA_CPU_FEATURES', '')
-
 # %% ../nbs/00_core.ipynb #83391da4
 def machine_info() -> str:
     "One line describing the cores, PyTorch's threads and the device, to print beside any timing."
     return (f'{os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, '
             f'device {def_device}')
+
+# %% ../nbs/00_core.ipynb #871c00de
+HASWELL_FEATURES = ('+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+cx8,+f16c,+fma,+fsgsbase,+fxsr,+lzcnt,+mmx,+movbe,'
+                    '+pclmul,+popcnt,+rdrnd,+sahf,+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave,+xsaveopt,'
+                    '-avx512f,-avx512bw,-avx512cd,-avx512dq,-avx512vl')   # an LLVM feature string: AVX2 and FMA, no AVX-512
+MACHINE_PROFILES = {
+    'native': {},
+    'avx2': {'NUMBA_CPU_NAME': 'haswell', 'NUMBA_CPU_FEATURES': HASWELL_FEATURES,
+             'ATEN_CPU_CAPABILITY': 'avx2', 'MKL_ENABLE_INSTRUCTIONS': 'AVX2', 'ONEDNN_MAX_CPU_ISA': 'AVX2'},
+}
+THREAD_VARS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'NUMBA_NUM_THREADS')   # threads of PyTorch, MKL and numba
+
+def profile_env(name:str, # a key of `MACHINE_PROFILES`
+                threads:int|None=None, # threads for PyTorch, MKL and numba (None: leave them be)
+                base:dict|None=None, # the environment to start from (default: `os.environ`); its settings win
+               ) -> dict:
+    "The environment for a process that runs as on machine profile `name`, with `threads` threads."
+    if name not in MACHINE_PROFILES: raise ValueError(f'unknown machine profile {name!r}; choose from {", ".join(MACHINE_PROFILES)}')
+    if threads is not None and (not isinstance(threads, int) or threads < 1): raise ValueError(f'threads must be a positive integer, got {threads!r}')
+    env = dict(os.environ if base is None else base)
+    for k, v in MACHINE_PROFILES[name].items(): env.setdefault(k, v)
+    if threads is not None:
+        for k in THREAD_VARS: env.setdefault(k, str(threads))
+    return env

@@ -42,7 +42,9 @@ class GeneralRelu(nn.Module):
         if leak is not None and not 0 <= leak < 1: raise ValueError(f'GeneralRelu: leak must be in [0, 1), got {leak}')
         self.leak, self.sub, self.maxv = leak, sub, maxv
 
-    def forward(self, x:torch.Tensor) -> torch.Tensor:
+    def forward(self, x:torch.Tensor, # any shape
+               ) -> torch.Tensor:
+        "Apply the leak, the shift and the ceiling to every element of `x`."
         x = F.leaky_relu(x, self.leak) if self.leak else F.relu(x)
         if self.sub is not None: x = x - self.sub
         if self.maxv is not None: x = x.clamp_max(self.maxv)
@@ -51,15 +53,24 @@ class GeneralRelu(nn.Module):
     def extra_repr(self): return f'leak={self.leak}, sub={self.sub}, maxv={self.maxv}'
 
 # %% ../nbs/07_init.ipynb #1135a759
+def _as_modules(modules, who):
+    "A list of modules from `modules`: an `nn.Sequential` or `nn.ModuleList` gives its children, any other module itself."
+    if isinstance(modules, nn.Module) and not isinstance(modules, (nn.Sequential, nn.ModuleList)): return [modules]
+    try: return list(modules)
+    except TypeError: raise TypeError(f'{who}: expected modules (a module, or an iterable of them), got {type(modules).__name__}') from None
+
 class Hook:
     "Call `fn(hook, module, inp, out)` after every forward pass of `m`, until `remove` or the end of a `with` block."
     def __init__(self,
                  m:nn.Module, # the module to watch
-                 fn:Callable, # called as `fn(hook, module, inp, out)`; store results as attributes of `hook`
+                 fn:Callable, # called as `fn(hook, module, inp, out)`; store results as attributes of `hook`; its return value is ignored
                 ):
         if not isinstance(m, nn.Module): raise TypeError(f'Hook: expected an nn.Module, got {type(m).__name__}')
-        self.module = m
-        self.handle = m.register_forward_hook(partial(fn, self))
+        if not callable(fn): raise TypeError(f'Hook: fn must be callable as fn(hook, module, inp, out), got {type(fn).__name__}')
+        self.module, self.fn = m, fn
+        self.handle = m.register_forward_hook(self._call)
+
+    def _call(self, mod, inp, out): self.fn(self, mod, inp, out)   # returns None: a hook that returned a value would replace the output
 
     def remove(self):
         "Detach the hook from its module (safe to call twice)."
@@ -72,12 +83,12 @@ class Hook:
 class Hooks:
     "A `Hook` on each of `modules`, all removed together by `remove` or at the end of a `with` block."
     def __init__(self,
-                 modules:Iterable[nn.Module], # the modules to watch
+                 modules:Iterable[nn.Module]|nn.Module, # the modules to watch: a list, or a Sequential/ModuleList (its children), or one module
                  fn:Callable, # called as `fn(hook, module, inp, out)`, see Hook
                 ):
         self.hooks = []
         try:
-            for m in modules: self.hooks.append(Hook(m, fn))
+            for m in _as_modules(modules, 'Hooks'): self.hooks.append(Hook(m, fn))
         except BaseException: self.remove(); raise
 
     def __getitem__(self, i): return self.hooks[i]
@@ -105,20 +116,33 @@ def deep_mlp(sizes:Sequence[int]=(784, 100, 100, 100, 100, 100, 10), # widths: t
                          nn.Linear(sizes[-2], sizes[-1]))
 
 # %% ../nbs/07_init.ipynb #c4913f91
+def _first_tensor(out, mod, who):
+    "`out` if it is a tensor, else the first tensor inside a tuple or list output (as `nn.LSTM` and `nn.MultiheadAttention` return)."
+    todo = [out]
+    while todo:
+        o = todo.pop(0)
+        if isinstance(o, torch.Tensor): return o
+        if isinstance(o, (tuple, list)): todo = list(o) + todo
+    raise TypeError(f'{who}: {type(mod).__name__} returned {type(out).__name__} with no tensor in it; '
+                    'watch a module that returns a tensor (or a tuple or list starting with one)')
+
 def record_stats(hook:Hook, # the hook: receives the results
                  mod:nn.Module, # the module that ran
                  inp:tuple, # its inputs
-                 out:torch.Tensor, # its output
+                 out:torch.Tensor|tuple, # its output: a tensor, or a tuple/list whose first tensor is used
                 ) -> None:
     "A hook function that stores the mean and std of the module's output as `hook.mean` and `hook.std`."
+    out = _first_tensor(out, mod, 'record_stats').detach().float()
     hook.mean, hook.std = out.mean().item(), out.std().item()
 
 # %% ../nbs/07_init.ipynb #0ad86bb3
-def init_weights(m:nn.Module, # a module; only linear and convolutional layers are changed
+def init_weights(m:nn.Module, # a module: `nn.Linear` and `nn.Conv1d/2d/3d` are initialised, any other is left as it is
                  leaky:float=0., # negative slope of the (leaky) ReLU that follows, for Kaiming's gain
                 ) -> None:
-    "Kaiming-normal init (fan-in) for the weights of linear and conv layers, and zero biases."
+    "Kaiming-normal init (fan-in) for the weights of linear and conv layers, and zero biases; use `model.apply(init_weights)`."
     if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        if isinstance(m.weight, nn.parameter.UninitializedParameter):
+            raise ValueError(f'init_weights: {type(m).__name__} has no weights yet (a lazy layer): run one batch through the model first')
         nn.init.kaiming_normal_(m.weight, a=leaky)
         if m.bias is not None: nn.init.zeros_(m.bias)
 
@@ -127,19 +151,24 @@ def _weight_layer(m):
     "The layer whose weight and bias LSUV adjusts for module `m`: `m` itself, or its last submodule with both."
     layers = [o for o in m.modules() if isinstance(getattr(o, 'weight', None), torch.Tensor)
                                     and isinstance(getattr(o, 'bias', None), torch.Tensor)]
-    if not layers: raise ValueError(f'lsuv_init: {type(m).__name__} has no layer with a weight and a bias to adjust')
+    if not layers: raise ValueError(f'lsuv_init: {type(m).__name__} has no layer with a weight and a bias to adjust '
+                                    '(a layer with bias=False and no norm after it? LSUV shifts a bias)')
     return layers[-1]
 
 # %% ../nbs/07_init.ipynb #81afdf48
 def lsuv_init(model:nn.Module, # the model; `model(xb)` must run every module in `modules`
-              modules:Iterable[nn.Module], # the modules whose outputs should have mean 0 and std 1, in forward order
-              xb:torch.Tensor, # a batch of (normalised) training inputs
-              tol:float=0.02, # a layer is done when both |mean| and |std - 1| are below `tol`
-              max_iter:int=20, # at most this many adjustments per module; a warning names the modules that missed `tol`
+              modules:Iterable[nn.Module]|nn.Module, # the modules whose outputs should have mean 0 and std 1, in forward order (a Sequential: its children)
+              xb:torch.Tensor, # a batch of (normalised) training inputs, on the model's device
+              tol:float=0.02, # a layer is done when both |mean| and |std - 1| are below `tol` (> 0)
+              max_iter:int=20, # at most this many adjustments per module (>= 1); a warning names the modules that missed `tol`
              ) -> list[tuple[float, float]]:
     "Layer-sequential unit-variance init: rescale each module's weight and shift its bias until its output has mean 0, std 1."
-    modules = list(modules)
+    if not tol > 0: raise ValueError(f'lsuv_init: tol must be positive, got {tol}')
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f'lsuv_init: max_iter must be an integer >= 1, got {max_iter!r}')
+    modules = _as_modules(modules, 'lsuv_init')
     wls = [_weight_layer(m) for m in modules]
+    buffers = {k: b.clone() for k, b in model.named_buffers()}   # e.g. BatchNorm's running statistics, which the probes would move
     with torch.no_grad():
         for i, (m, wl) in enumerate(zip(modules, wls)):
             with Hook(m, record_stats) as h:
@@ -156,6 +185,7 @@ def lsuv_init(model:nn.Module, # the model; `model(xb)` must run every module in
         with Hooks(modules, record_stats) as hs:       # measure every target again, once all are done
             model(xb)
             stats = [(h.mean, h.std) for h in hs]
+        for k, b in model.named_buffers(): b.copy_(buffers[k])   # LSUV changes weights and biases only
     missed = [f'module {i} ({type(m).__name__}): mean {mean:.3f}, std {std:.3f}'
               for i, (m, (mean, std)) in enumerate(zip(modules, stats)) if not (abs(mean) < tol and abs(std - 1) < tol)]
     if missed: warnings.warn(f'lsuv_init did not reach tol={tol} with {max_iter} adjustments per module for '
@@ -169,7 +199,7 @@ def relu_floor(m:nn.Module, # a module; for an `nn.Sequential`, its last layer c
     "The floor of a ReLU-type output (`GeneralRelu`, `nn.ReLU`, `nn.LeakyReLU`): its value at input 0; `None` for other modules."
     while isinstance(m, nn.Sequential) and len(m): m = m[-1]
     if not isinstance(m, (GeneralRelu, nn.ReLU, nn.LeakyReLU)): return None
-    with torch.no_grad(): return m(torch.zeros(1)).item()     # computed in float32, as the activations are
+    with torch.no_grad(): return m.forward(torch.zeros(1)).item()   # `forward`, not `m(...)`: no hook on `m` sees this probe
 
 # %% ../nbs/07_init.ipynb #bf2fdaa4
 def dead_fraction(out:torch.Tensor, # a batch of activations, (bs, ...)
@@ -177,39 +207,75 @@ def dead_fraction(out:torch.Tensor, # a batch of activations, (bs, ...)
                  ) -> torch.Tensor:
     "The fraction of units (all dimensions but the batch) whose activation is at or below `floor` for every item of the batch."
     if out.ndim < 2: raise ValueError(f'dead_fraction: expected a batch of activations (bs, ...), got shape {tuple(out.shape)}')
+    if floor is None: raise ValueError('dead_fraction: floor is None (relu_floor returns None for a module without a ReLU floor)')
     return (out <= floor).flatten(1).all(0).float().mean()
 
 # %% ../nbs/07_init.ipynb #435be1ef
 class ActivationStats(Callback):
     "A `Learner` callback that records the mean, std, histogram, near-zero and dead fractions of activations at every training batch."
     def __init__(self,
-                 modules:Iterable[nn.Module]|None=None, # the modules to watch; default: the model's direct children
-                 bins:int=40, # buckets of the histogram of |activations|
-                 hmax:float=10., # upper end of the histogram; larger values are counted in the last bucket
+                 modules:Iterable[nn.Module]|nn.Module|None=None, # the modules to watch; default: the model's direct children (the model if it has none)
+                 bins:int=40, # buckets of the histogram of |activations| (>= 1)
+                 hmax:float=10., # upper end of the histogram (> 0); larger values are counted in the last bucket
                  near:float=0.5, # activations with |a| < near count as near zero
                 ):
-        self.modules = None if modules is None else list(modules)
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1: raise ValueError(f'ActivationStats: bins must be an integer >= 1, got {bins!r}')
+        if not hmax > 0: raise ValueError(f'ActivationStats: hmax must be positive, got {hmax}')
+        self.modules = None if modules is None else _as_modules(modules, 'ActivationStats')
         self.bins, self.hmax, self.near = bins, hmax, near
-        self.hooks = Hooks([], self._record)
-
-    def _record(self, hook, mod, inp, out):
-        if not mod.training: return
-        a = out.detach().float()        # kept on the device: no synchronisation with a GPU at every batch
-        hook.means.append(a.mean())
-        hook.stds.append(a.std())
-        hook.dead.append(a.new_tensor(math.nan) if hook.floor is None else dead_fraction(a, hook.floor))
-        a = a.abs()
-        hook.hists.append(a.clamp_max(self.hmax).histc(self.bins, 0, self.hmax))
-        hook.near_zero.append((a < self.near).float().mean())
+        self.hooks, self._open = Hooks([], self._record), False
 
     def before_fit(self, learn):
         self.hooks.remove()
-        self.hooks = Hooks(learn.model.children() if self.modules is None else self.modules, self._record)
-        for h in self.hooks:
-            h.means, h.stds, h.hists, h.near_zero, h.dead = [], [], [], [], []
-            h.floor = relu_floor(h.module)
+        mods = self.modules if self.modules is not None else (list(learn.model.children()) or [learn.model])
+        ids = {id(m) for m in learn.model.modules()}
+        for i, m in enumerate(mods):
+            if id(m) not in ids: raise ValueError(f'ActivationStats: module {i} ({type(m).__name__}) is not part of the model, '
+                                                  'so it would never run: pass modules of learn.model')
+        floors = [relu_floor(m) for m in mods]
+        self.hooks, self._open = Hooks(mods, self._record), False
+        for h, floor in zip(self.hooks, floors):
+            h.floor, h.calls, h.means, h.stds, h.hists, h.near_zero, h.dead = floor, [], [], [], [], [], []
 
-    def cleanup_fit(self, learn): self.hooks.remove()    # runs however the fit ended
+    def before_batch(self, learn):             # a training batch opens a record in every hook...
+        self._open = learn.training
+        for h in self.hooks: h.cur = []
+    def after_predict(self, learn): self._close()   # ...closed once the model has run (backward can run a module again)
+    def after_batch(self, learn):   self._close()   # (if a callback cancelled the batch before `after_predict`)
+    def cleanup_fit(self, learn):                   # runs however the fit ended
+        self._close(); self.hooks.remove()
+
+    def _record(self, hook, mod, inp, out):
+        if not self._open: return
+        a = _first_tensor(out, mod, 'ActivationStats').detach()   # kept on the device: no synchronisation with a GPU per batch
+        if not a.is_floating_point() or a.element_size() < 4: a = a.float()
+        if a.numel() == 0: return
+        var, mean = torch.var_mean(a, correction=0)
+        dead = None if hook.floor is None or a.ndim < 2 else (a.float() <= hook.floor).flatten(1).all(0)   # per unit, as dead_fraction
+        hook.cur.append(dict(n=a.numel(), mean=mean, m2=var * a.numel(), dead=dead,
+                             hist=a.abs().clamp_max(self.hmax).histc(self.bins, 0, self.hmax), near=(a.abs() < self.near).sum()))
+
+    def _close(self):
+        "Turn each hook's calls of the batch just run into one record: pooled over all of them, NaN where the module did not run."
+        if not self._open: return
+        self._open = False
+        for h in self.hooks:
+            cs, nan = h.cur, math.nan
+            h.calls.append(len(cs))
+            if not cs:
+                for attr in ('means', 'stds', 'hists', 'near_zero', 'dead'): getattr(h, attr).append(None)
+                continue
+            n = sum(c['n'] for c in cs)
+            ns, means = torch.tensor([c['n'] for c in cs], device=cs[0]['mean'].device), torch.stack([c['mean'] for c in cs])
+            mean = (ns * means).sum() / n                                             # the mean of all the values
+            m2 = torch.stack([c['m2'] for c in cs]).sum() + (ns * (means - mean)**2).sum()   # Chan et al.: sum of squared deviations
+            h.means.append(mean.float())
+            h.stds.append((m2 / (n - 1)).sqrt().float() if n > 1 else mean.new_tensor(nan).float())   # unbiased, as Tensor.std
+            h.hists.append(torch.stack([c['hist'] for c in cs]).sum(0).float())
+            h.near_zero.append(torch.stack([c['near'] for c in cs]).sum().float() / n)
+            ds = [c['dead'] for c in cs]
+            same = all(d is not None and d.shape == ds[0].shape for d in ds)     # the same units in every call
+            h.dead.append(torch.stack(ds).all(0).float().mean() if same else mean.new_tensor(nan).float())
 
     def remove(self):
         "Take the hooks off the model now (`fit` does it when it ends, however it ends)."
@@ -218,16 +284,28 @@ class ActivationStats(Callback):
     def __exit__(self, *exc): self.remove()
 
     def _stack(self, attr):
-        if not self.hooks or not self.hooks[0].means:
-            raise ValueError('ActivationStats has recorded nothing yet: pass it to a Learner and fit at least one batch')
-        return torch.stack([torch.stack(getattr(h, attr)) for h in self.hooks]).cpu()
+        if not len(self.hooks) or not self.hooks[0].calls:
+            raise ValueError('ActivationStats has recorded nothing yet: pass it to a Learner and fit at least one training batch')
+        rows = []
+        for h in self.hooks:
+            vals = getattr(h, attr)
+            ref = next((v for v in vals if v is not None), torch.zeros(self.bins) if attr == 'hists' else torch.zeros(()))
+            fill = torch.zeros_like(ref) if attr == 'hists' else torch.full_like(ref, math.nan)   # a batch the module skipped
+            rows.append(torch.stack([fill if v is None else v for v in vals]).cpu())
+        return torch.stack(rows)
+    @property
+    def calls(self) -> torch.Tensor:
+        "How many times each module ran on each training batch, (n_modules, n_batches); the statistics pool all its calls."
+        if not len(self.hooks) or not self.hooks[0].calls:
+            raise ValueError('ActivationStats has recorded nothing yet: pass it to a Learner and fit at least one training batch')
+        return torch.tensor([h.calls for h in self.hooks])
     @property
     def means(self) -> torch.Tensor:
-        "The mean activation of each module at each training batch, (n_modules, n_batches)."
+        "The mean activation of each module at each training batch, (n_modules, n_batches); NaN where it did not run."
         return self._stack('means')
     @property
     def stds(self) -> torch.Tensor:
-        "The std of the activations of each module at each training batch, (n_modules, n_batches)."
+        "The std of the activations of each module at each training batch, (n_modules, n_batches); NaN where it did not run."
         return self._stack('stds')
     @property
     def near_zero(self) -> torch.Tensor:
@@ -239,7 +317,7 @@ class ActivationStats(Callback):
         return self._stack('dead')
     @property
     def hists(self) -> torch.Tensor:
-        "Histograms of |activations|, (n_modules, n_batches, bins)."
+        "Histograms of |activations|, (n_modules, n_batches, bins); all zeros where the module did not run."
         return self._stack('hists')
 
 # %% ../nbs/07_init.ipynb #138b7c52
@@ -265,8 +343,10 @@ def _plot_fractions(fracs, ylabel, figsize, ax):
     return ax.figure
 
 @patch
-def plot_stats(self:ActivationStats, figsize:tuple=(6, 3)):
-    "Plot the mean and the std of each module's activations over the training batches."
+def plot_stats(self:ActivationStats,
+               figsize:tuple=(6, 3), # size of the figure
+              ):
+    "Plot the mean and the std of each module's activations over the training batches (gaps where a module did not run)."
     fig, axs = _plt().subplots(1, 2, figsize=figsize)
     for i, (mean, std) in enumerate(zip(self.means, self.stds)):
         axs[0].plot(mean, label=str(i), lw=1); axs[1].plot(std, lw=1)
@@ -276,7 +356,9 @@ def plot_stats(self:ActivationStats, figsize:tuple=(6, 3)):
     return fig
 
 @patch
-def color_dim(self:ActivationStats, figsize:tuple=(6, 3)):
+def color_dim(self:ActivationStats,
+              figsize:tuple=(6, 3), # size of the figure
+             ):
     "Per module, the histogram of |activations| (bottom to top) at each training batch (left to right), log-coloured."
     hists = self.hists
     frac = hists / hists.sum(-1, keepdim=True)      # per batch, so that a smaller last batch looks the same

@@ -20,7 +20,7 @@ import fastprogress.fastprogress as fp
 from fastcore.basics import patch
 from .core import def_device, to_device
 from .losses import multiclass_accuracy
-from .training import SGD
+from .training import SGD, _whole
 
 # %% ../nbs/06_learner.ipynb #ad9c6c0d
 class Callback:
@@ -34,6 +34,24 @@ class CancelEpochException(Exception): "Raised by a callback to skip the rest of
 class CancelBatchException(Exception): "Raised by a callback to skip the rest of a batch; `after_batch` still runs."
 
 # %% ../nbs/06_learner.ipynb #f6812eea
+def _as_cbs(cbs) -> list:
+    "`cbs` as a list of callback instances: a `Callback` class is made with its defaults; anything else is refused."
+    if cbs is None: return []
+    out = []
+    for cb in ([cbs] if isinstance(cbs, (Callback, type)) else cbs):
+        if isinstance(cb, type) and issubclass(cb, Callback): cb = cb()
+        if not isinstance(cb, Callback):
+            raise TypeError(f'cbs should hold Callback instances (or Callback classes, made with their defaults), got {cb!r}')
+        out.append(cb)
+    return out
+
+def _detach(x):
+    "`x` without its autograd graph: tensors detached, inside tuples, lists and dicts too."
+    if isinstance(x, torch.Tensor): return x.detach()
+    if isinstance(x, dict): return {k: _detach(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return type(x)(_detach(o) for o in x) if not hasattr(x, '_fields') else type(x)(*map(_detach, x))
+    return x
+
 class Learner:
     "Train `model` on `dls` with `loss_func`; what happens at each stage of the loop is up to the callbacks."
     stages = ('before_fit', 'before_epoch', 'before_train', 'before_valid', 'before_batch',
@@ -45,30 +63,31 @@ class Learner:
 
     def __init__(self,
                  model:nn.Module, # the model to train
-                 dls, # DataLoaders: anything with `.train` and `.valid` iterables of `(xb, yb)`
+                 dls, # DataLoaders: anything with `.train` and `.valid` iterables of `(xb, yb)` (`.valid` may be None)
                  loss_func:Callable=F.cross_entropy, # loss_func(preds, yb) -> a scalar tensor
                  lr:float=0.1, # default learning rate
-                 cbs:Iterable[Callback]|None=None, # callbacks, added to (or replacing) the defaults
+                 cbs:Iterable[Callback]|None=None, # callbacks (instances, or classes to make with their defaults), added to (or replacing) the defaults
                  opt_func:Callable=SGD, # opt_func(params, lr) -> optimiser
                  defaults:bool=True, # also use `Learner.default_cbs` (those of a class in `cbs` are replaced)
                 ):
         self.model, self.dls, self.loss_func, self.lr, self.opt_func = model, dls, loss_func, lr, opt_func
-        cbs = list(cbs or [])
+        cbs = _as_cbs(cbs)
         dflt = [c() for c in (self.default_cbs if defaults else ()) if not any(isinstance(cb, c) for cb in cbs)]
         self.cbs, self.opt, self.metrics, self._hooks = dflt + cbs, None, {}, {}
         self.epochs = self.epoch = self.iter = 0
         self.training, self.dl, self.batch, self.preds, self.loss = False, None, None, None, None
 
     def fit(self,
-            epochs:int=1, # number of epochs
+            epochs:int=1, # number of epochs: a whole number >= 0 of any integer type
             train:bool=True, # run the training pass of each epoch
             valid:bool=True, # run the validation pass of each epoch
-            cbs:Iterable[Callback]|None=None, # callbacks for this fit only
+            cbs:Iterable[Callback]|None=None, # callbacks (or callback classes) for this fit only
             lr:float|None=None, # learning rate for this fit (default: `self.lr`)
            ):
         "Train for `epochs`, each a training pass and a validation pass, calling the callbacks at every stage; `cleanup_fit` always runs."
-        if not isinstance(epochs, int) or epochs < 0: raise ValueError(f'epochs should be an integer >= 0, got {epochs!r}')
-        cbs = list(cbs or [])
+        epochs = _whole(epochs, 'epochs')
+        if epochs < 0: raise ValueError(f'epochs should be >= 0, got {epochs}')
+        cbs, hooks = _as_cbs(cbs), self._hooks
         self.cbs += cbs
         try:
             self._hooks = self._collect_hooks()
@@ -77,8 +96,9 @@ class Learner:
                 self.opt = self.opt_func(self.model.parameters(), self.lr if lr is None else lr)
                 self._with_events('fit', partial(self._do_fit, train, valid))
             finally: self.callback('cleanup_fit')   # however the fit ended: normally, cancelled, an error, Ctrl-C
-        finally:
+        finally:   # what the fit added goes: its callbacks, their hooks, the autograd graph of the last batch
             for cb in cbs: self.cbs.remove(cb)
+            self._hooks, self.preds, self.loss = hooks, _detach(self.preds), _detach(self.loss)
 
     def callback(self, stage:str):
         "Run the `stage` method of every callback that has one, in `order` (at `cleanup_fit` all of them, even if one raises)."
@@ -114,7 +134,7 @@ class Learner:
 
     def _do_epoch(self, train, valid):
         if train: self._one_pass(True)
-        if valid: self._one_pass(False)
+        if valid and self.dls.valid is not None: self._one_pass(False)   # `DataLoaders(train, None)`: no validation
 
     def _one_pass(self, training:bool):
         self.training, self.dl = training, (self.dls.train if training else self.dls.valid)
@@ -135,12 +155,15 @@ class Learner:
 # %% ../nbs/06_learner.ipynb #405c9eec
 class TrainCB(Callback):
     "The steps of plain supervised training: predict, compute the loss, backpropagate, step, zero the gradients."
-    def before_fit(self, learn): learn.opt.zero_grad()   # an interrupted fit may have left gradients behind
+    def before_fit(self, learn): learn.opt.zero_grad()   # gradients from a manual `backward` before the fit must not leak into its first step
     def predict(self, learn):   learn.preds = learn.model(learn.batch[0])
     def get_loss(self, learn):  learn.loss = learn.loss_func(learn.preds, learn.batch[1])
     def backward(self, learn):  learn.loss.backward()
     def step(self, learn):      learn.opt.step()
     def zero_grad(self, learn): learn.opt.zero_grad()
+    def cleanup_fit(self, learn):
+        "Drop the gradients of a batch that was interrupted between `backward` and `zero_grad`."
+        learn.model.zero_grad(set_to_none=True)
 
 # %% ../nbs/06_learner.ipynb #a09737c4
 class SingleBatchCB(Callback):
@@ -149,10 +172,20 @@ class SingleBatchCB(Callback):
     def after_batch(self, learn): raise CancelFitException()
 
 # %% ../nbs/06_learner.ipynb #297d7fdd
+def _batch_value(v, name:str) -> torch.Tensor:
+    "A metric's value for one batch as a detached 0-d float tensor, from a tensor with one element or a number."
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1: raise ValueError(f'metric {name!r} should return one number per batch (its mean), got shape {tuple(v.shape)}')
+        return v.detach().float().reshape(())
+    try: return torch.tensor(float(v))
+    except (TypeError, ValueError): raise TypeError(f'metric {name!r} should return a number or a 0-d tensor, got {type(v).__name__}') from None
+
 class MetricsCB(Callback):
     "The loss and metrics of each epoch's training and validation passes, as means weighted by batch size, in `learn.metrics`."
     order = 10
-    def __init__(self, **metrics): # name=f(preds, yb) -> a batch mean; default `acc=multiclass_accuracy`
+    def __init__(self,
+                 **metrics, # name=f(preds, yb) -> the batch mean, a 0-d tensor or a number; default `acc=multiclass_accuracy`
+                ):
         self.metrics = metrics or {'acc': multiclass_accuracy}
 
     def before_epoch(self, learn): learn.metrics = {'epoch': learn.epoch}
@@ -161,16 +194,16 @@ class MetricsCB(Callback):
     before_train = before_valid = _reset
 
     def after_loss(self, learn):
-        preds, yb = learn.preds, learn.batch[1]
+        preds, yb = _detach(learn.preds), learn.batch[1]   # metrics get no graph to extend, and keep none
         self.ns.append(len(yb))
         self.losses.append(learn.loss.detach())
-        for k, f in self.metrics.items(): self.vals[k].append(f(preds, yb))
+        for k, f in self.metrics.items(): self.vals[k].append(_batch_value(f(preds, yb), k))
 
     def _summarise(self, learn):
         if not self.ns: return
         pre = 'train' if learn.training else 'valid'
         ns = torch.tensor(self.ns, dtype=torch.float32, device=self.losses[0].device)
-        def wmean(xs): return ((torch.stack(xs).float() * ns).sum() / ns.sum()).item()
+        def wmean(xs): return ((torch.stack([x.to(ns.device) for x in xs]).float() * ns).sum() / ns.sum()).item()
         learn.metrics[f'{pre}_loss'] = wmean(self.losses)
         for k, xs in self.vals.items(): learn.metrics[f'{pre}_{k}'] = wmean(xs)
     after_train = after_valid = _summarise
@@ -280,6 +313,7 @@ def set_lr(opt, # an mlfound Optimizer or a `torch.optim` optimiser
 # %% ../nbs/06_learner.ipynb #a74b9698
 class RecorderCB(Callback):
     "Record the loss and the learning rate of every training batch, and plot them after `fit`."
+    def __init__(self): self._losses, self.lrs = [], []   # empty, not missing, before the first fit
     def before_fit(self, learn): self._losses, self.lrs = [], []
     def after_loss(self, learn):
         if not learn.training: return
@@ -322,14 +356,15 @@ class LRFinderCB(Callback):
     "Grow the learning rate exponentially every training batch, record the losses, stop once the loss diverges, restore the weights."
     order = 30
     def __init__(self,
-                 start_lr:float=1e-5, # learning rate of the first batch
+                 start_lr:float=1e-5, # learning rate of the first batch (> 0, at most `max_lr`)
                  gamma:float=1.3, # factor the learning rate grows by after every batch
                  max_mult:float=3., # stop when the loss exceeds this many times the lowest loss seen
                  max_lr:float=10., # stop when the learning rate would exceed this
                 ):
         if gamma <= 1: raise ValueError(f'gamma should be > 1 so that the learning rate grows, got {gamma}')
+        if not 0 < start_lr <= max_lr: raise ValueError(f'need 0 < start_lr <= max_lr, got start_lr={start_lr}, max_lr={max_lr}')
         self.start_lr, self.gamma, self.max_mult, self.max_lr = start_lr, gamma, max_mult, max_lr
-        self.state = None
+        self.state, self.lrs, self.losses = None, [], []
 
     def before_fit(self, learn):
         self.lrs, self.losses, self.best = [], [], math.inf
@@ -354,6 +389,7 @@ class LRFinderCB(Callback):
 
     def suggest(self) -> float:
         "A tenth of the learning rate that gave the lowest loss: a safe point on the downward slope."
+        if not self.losses: raise ValueError('the finder recorded no training batch, so it has no learning rate to suggest')
         return self.lrs[min(range(len(self.losses)), key=self.losses.__getitem__)] / 10
 
     def plot(self,
@@ -370,17 +406,19 @@ class LRFinderCB(Callback):
 # %% ../nbs/06_learner.ipynb #54a8db0a
 @patch
 def lr_find(self:Learner,
-            start_lr:float=1e-5, # learning rate of the first batch
-            gamma:float=1.3, # growth factor of the learning rate per batch
+            start_lr:float=1e-5, # learning rate of the first batch (> 0)
+            gamma:float=1.3, # growth factor of the learning rate per batch (> 1)
             max_mult:float=3., # stop when the loss exceeds this many times the lowest
-            max_lr:float=10., # stop when the learning rate would exceed this
+            max_lr:float=10., # stop when the learning rate would exceed this (>= start_lr)
             max_epochs:int=10, # upper bound on the length of the run
             plot:bool=True, # plot loss against learning rate
            ) -> LRFinderCB:
-    "Train with an exponentially growing learning rate until the loss diverges; the weights and `self.opt` are restored."
-    opt, finder = self.opt, LRFinderCB(start_lr, gamma, max_mult, max_lr)
+    "Train with an exponentially growing learning rate until the loss diverges; the weights, `self.opt` and `self.metrics` are restored."
+    opt, metrics, finder = self.opt, self.metrics, LRFinderCB(start_lr, gamma, max_mult, max_lr)
+    if hasattr(self.dls.train, '__len__') and len(self.dls.train) == 0: raise ValueError('lr_find: dls.train has no batches')
     try: self.fit(max_epochs, valid=False, cbs=[finder], lr=start_lr)   # the finder restores the weights
-    finally: self.opt = opt                                             # this fit made an optimiser of its own
+    finally: self.opt, self.metrics = opt, metrics                      # this fit made an optimiser and metrics of its own
+    if not finder.losses: raise ValueError('lr_find ran no training batch: does dls.train yield any?')
     if plot: finder.plot()
     return finder
 del lr_find   # @patch put it in the class; the name it leaves here is not the function
@@ -401,14 +439,18 @@ def load(self:Learner, path): # file written by `save`
     return self
 
 @patch
-def get_preds(self:Learner, dl=None) -> tuple[torch.Tensor, torch.Tensor]: # default: `self.dls.valid`
-    "The model's outputs and the targets over `dl`, in evaluation mode and without gradients."
+def get_preds(self:Learner,
+              dl=None, # an iterable of batches `(xb, yb)`; default: `self.dls.valid`
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    "The model's outputs and the targets over `dl`, concatenated, in evaluation mode and without gradients."
     dl, dev = self.dls.valid if dl is None else dl, _model_device(self.model)
+    if dl is None: raise ValueError('get_preds: this Learner has no validation DataLoader (dls.valid is None); pass `dl=`')
     self.model.eval()
     preds, targs = [], []
     with torch.no_grad():
         for xb, yb in dl:
             preds.append(self.model(to_device(xb, dev))); targs.append(yb)
+    if not preds: raise ValueError('get_preds: the DataLoader yielded no batches')
     return torch.cat(preds).cpu(), torch.cat(targs)
 
 del save, load, get_preds   # patched into Learner; the names @patch leaves here are not the functions

@@ -7,10 +7,11 @@ from __future__ import annotations
 import torch
 
 # %% auto #0
-__all__ = ['logsumexp', 'log_softmax', 'softmax', 'nll', 'cross_entropy', 'cross_entropy_grad', 'multiclass_accuracy']
+__all__ = ['logsumexp', 'log_softmax', 'softmax', 'nll', 'cross_entropy', 'cross_entropy_grad', 'binary_accuracy',
+           'multiclass_accuracy']
 
 # %% ../nbs/04_softmax_nll.ipynb #609e6acd
-def logsumexp(x:torch.Tensor, # scores (logits)
+def logsumexp(x:torch.Tensor, # scores (logits): a float tensor of any shape
               dim:int=-1, # the dimension to reduce
               keepdim:bool=False, # keep `dim` as a dimension of size 1
              ) -> torch.Tensor:
@@ -21,14 +22,14 @@ def logsumexp(x:torch.Tensor, # scores (logits)
     return out if keepdim else out.squeeze(dim)
 
 # %% ../nbs/04_softmax_nll.ipynb #cfc5a16b
-def log_softmax(x:torch.Tensor, # scores (logits)
+def log_softmax(x:torch.Tensor, # scores (logits): a float tensor of any shape
                 dim:int=-1, # the dimension that holds the classes
                ) -> torch.Tensor:
     "The log of the softmax of `x` along `dim`: $x_i - \\log\\sum_j e^{x_j}$, stable for large scores."
     return x - logsumexp(x, dim, keepdim=True)
 
 # %% ../nbs/04_softmax_nll.ipynb #808162b2
-def softmax(x:torch.Tensor, # scores (logits)
+def softmax(x:torch.Tensor, # scores (logits): a float tensor of any shape
             dim:int=-1, # the dimension that holds the classes
            ) -> torch.Tensor:
     "Probabilities $e^{x_i} / \\sum_j e^{x_j}$ along `dim`, computed after subtracting the maximum."
@@ -36,48 +37,91 @@ def softmax(x:torch.Tensor, # scores (logits)
     return e / e.sum(dim, keepdim=True)
 
 # %% ../nbs/04_softmax_nll.ipynb #525529a8
-def _check_targ(inp:torch.Tensor, targ:torch.Tensor, what:str='inp'):
-    "Raise a clear error unless `targ` holds one valid class index per row of `inp` (N, C)."
-    if inp.ndim != 2: raise ValueError(f'{what} should be (N, C) with one row of class scores per sample, got shape {tuple(inp.shape)}')
-    if not isinstance(targ, torch.Tensor) or targ.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-        raise TypeError(f'targ should be a tensor of integer class indices, got {getattr(targ, "dtype", type(targ).__name__)}')
-    if targ.shape != inp.shape[:1]: raise ValueError(f'targ should have shape ({inp.shape[0]},) to match {what} {tuple(inp.shape)}, got {tuple(targ.shape)}')
+def _desc(x) -> str: return f'{x.dtype} tensor of shape {tuple(x.shape)}' if isinstance(x, torch.Tensor) else type(x).__name__
+
+def _check_targ(inp:torch.Tensor, # class scores or log-probabilities, (N, C)
+                targ:torch.Tensor, # class indices, (N,), any integer dtype
+                what:str='inp', # the name of `inp` in error messages
+               ) -> torch.Tensor:
+    "Raise a clear error unless `targ` holds one valid class index per row of `inp` (N, C); return `targ` as int64."
+    if not isinstance(inp, torch.Tensor) or inp.ndim != 2 or not inp.is_floating_point():
+        raise ValueError(f'{what} should be a float tensor (N, C), one row of class scores per sample, got {_desc(inp)}')
+    if not isinstance(targ, torch.Tensor) or targ.dtype == torch.bool or targ.is_floating_point() or targ.is_complex():
+        hint = ' (one-hot or probability targets: pass `targ.argmax(-1)`)' if getattr(targ, 'shape', None) == inp.shape else ''
+        raise TypeError(f'targ should be a tensor of integer class indices, got {_desc(targ)}{hint}')
+    if targ.shape != inp.shape[:1]:
+        hint = ' (flatten it: `targ.view(-1)`)' if targ.shape == (inp.shape[0], 1) else ''
+        raise ValueError(f'targ should have shape ({inp.shape[0]},) to match {what} {tuple(inp.shape)}, got {tuple(targ.shape)}{hint}')
+    targ = targ.long()   # uint8 would index as a mask and int8/int16 not at all; a no-op for int64
     n_cls = inp.shape[1]
     if len(targ) and (targ.min() < 0 or targ.max() >= n_cls):
         raise IndexError(f'targ has class indices outside [0, {n_cls - 1}]: min {int(targ.min())}, max {int(targ.max())}')
+    return targ
 
 # %% ../nbs/04_softmax_nll.ipynb #c4861bfe
 def _nll(inp, targ): return -inp[torch.arange(len(targ), device=targ.device), targ].mean()
 
 # %% ../nbs/04_softmax_nll.ipynb #864a953b
-def nll(inp:torch.Tensor, # log-probabilities, (N, C)
-        targ:torch.Tensor, # integer class indices, (N,)
+def nll(inp:torch.Tensor, # log-probabilities, float (N, C)
+        targ:torch.Tensor, # class indices, (N,), of any integer dtype (converted to int64)
        ) -> torch.Tensor:
     "Negative log-likelihood: minus the mean of `inp[n, targ[n]]`."
-    _check_targ(inp, targ)
-    return _nll(inp, targ)
+    return _nll(inp, _check_targ(inp, targ))
 
 # %% ../nbs/04_softmax_nll.ipynb #55f62376
-def cross_entropy(logits:torch.Tensor, # raw scores, (N, C)
-                  targ:torch.Tensor, # integer class indices, (N,)
+def cross_entropy(logits:torch.Tensor, # raw scores, float (N, C)
+                  targ:torch.Tensor, # class indices, (N,), of any integer dtype (converted to int64)
                  ) -> torch.Tensor:
     "Mean cross-entropy loss: the NLL of the log-softmax of `logits`."
-    _check_targ(logits, targ, 'logits')
-    return _nll(log_softmax(logits), targ)
+    return _nll(log_softmax(logits), _check_targ(logits, targ, 'logits'))
 
 # %% ../nbs/04_softmax_nll.ipynb #c7488abf
-def cross_entropy_grad(logits:torch.Tensor, # raw scores, (N, C)
-                       targ:torch.Tensor, # integer class indices, (N,)
+def cross_entropy_grad(logits:torch.Tensor, # raw scores, float (N, C)
+                       targ:torch.Tensor, # class indices, (N,), of any integer dtype (converted to int64)
                       ) -> torch.Tensor:
     "Gradient of `cross_entropy(logits, targ)` with respect to `logits`: `(softmax(logits) - one_hot(targ)) / N`."
-    _check_targ(logits, targ, 'logits')
+    targ = _check_targ(logits, targ, 'logits')
     one_hot = torch.zeros_like(logits)
     one_hot[torch.arange(len(targ), device=targ.device), targ] = 1.
     return (softmax(logits) - one_hot) / len(targ)
 
-# %% ../nbs/04_softmax_nll.ipynb #c4ac9c96
-def multiclass_accuracy(out:torch.Tensor, # scores or probabilities, classes in the last dimension
-             targ:torch.Tensor, # integer class indices
-            ) -> torch.Tensor:
-    "Fraction of rows whose highest-scoring class is `targ`, as a 0-d float tensor."
-    return (out.argmax(-1) == targ).float().mean()
+# %% ../nbs/04_softmax_nll.ipynb #9e87e1b9
+def _drop_last1(x:torch.Tensor) -> torch.Tensor: return x[..., 0] if x.ndim >= 2 and x.shape[-1] == 1 else x
+
+_PASS_A_METRIC = 'pass a metric that fits: `MetricsCB(name=metric)` to the Learner, `metric=` to `fit`'
+
+def binary_accuracy(out:torch.Tensor, # one score (a logit) per sample: (N,) or (N, 1)
+                    targ:torch.Tensor, # 0/1 labels (bool, integer or float): (N,) or (N, 1)
+                   ) -> torch.Tensor:
+    "Fraction of samples whose logit is on the side of 0 that `targ` says (`out > 0` is class 1), as a 0-d float tensor."
+    o, t = _drop_last1(out), _drop_last1(targ)
+    if o.ndim != 1 or o.shape != t.shape:
+        raise ValueError(f'binary_accuracy needs one score and one 0/1 target per sample, (N,) or (N, 1): '
+                         f'got out {tuple(out.shape)}, targ {tuple(targ.shape)}; otherwise {_PASS_A_METRIC}')
+    if t.dtype != torch.bool:
+        bad = (t != 0) & (t != 1)
+        if bad.any(): raise ValueError(f'binary_accuracy needs 0/1 targets, got {t[bad][0].item()!r} among them; '
+                                       f'for regression or soft labels {_PASS_A_METRIC}')
+    return ((o > 0) == (t == 1)).float().mean()
+
+def multiclass_accuracy(out:torch.Tensor, # scores: (N, C), or one logit per sample, (N,) or (N, 1); classes last
+                        targ:torch.Tensor, # class indices (N,) or (N, 1); one-hot rows or probabilities (N, C); 0/1 labels if binary
+                       ) -> torch.Tensor:
+    "Fraction of samples whose highest-scoring class is the target (one score per sample: `binary_accuracy`), as a 0-d float tensor."
+    if not (isinstance(out, torch.Tensor) and isinstance(targ, torch.Tensor)):
+        raise TypeError(f'multiclass_accuracy takes two tensors, got {_desc(out)} and {_desc(targ)}')
+    if out.ndim == 1 or (out.ndim >= 2 and out.shape[-1] == 1): return binary_accuracy(out, targ)
+    if out.ndim >= 2 and targ.shape == out.shape:   # one-hot rows or probabilities
+        t = targ.float()
+        if len(t) and (t.min() < 0 or (t.sum(-1) - 1).abs().max() > 1e-3):   # C roundings in a row's sum: far below 1e-3
+            raise ValueError(f'targets {tuple(targ.shape)} the shape of the scores should be one-hot rows or probabilities '
+                             f'(non-negative, each row summing to 1); for regression {_PASS_A_METRIC}')
+        return (out.argmax(-1) == t.argmax(-1)).float().mean()
+    t = targ[..., 0] if targ.shape == out.shape[:-1] + (1,) else targ
+    if out.ndim < 2 or t.shape != out.shape[:-1]:
+        raise ValueError(f'multiclass_accuracy cannot pair scores {tuple(out.shape)} with targets {tuple(targ.shape)}: it takes '
+                         f'(N, C) scores with (N,) or (N, 1) class indices or (N, C) one-hot targets, or one score per sample '
+                         f'with 0/1 targets; {_PASS_A_METRIC}')
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise TypeError(f'multiclass_accuracy needs integer class indices with scores {tuple(out.shape)}, got {_desc(targ)}')
+    return (out.argmax(-1) == t).float().mean()

@@ -9,7 +9,7 @@ from __future__ import annotations
 __all__ = ['BatchNorm', 'LayerNorm', 'one_cycle', 'OneCycleCB', 'ShiftCB', 'towards_98']
 
 # %% ../nbs/08_norm.ipynb #74a3617d
-import math, time
+import math, time, warnings
 from functools import partial
 import torch
 from torch import nn
@@ -21,26 +21,40 @@ from .learner import Learner, Callback, TrainCB, DeviceCB, MetricsCB, ProgressCB
 from .init import init_weights, normalize, deep_mlp
 
 # %% ../nbs/08_norm.ipynb #a5e87ec2
+def _check_nf(nf, who):
+    if isinstance(nf, bool) or not isinstance(nf, int) or nf < 1:
+        raise ValueError(f'{who}: nf is the number of features, a positive integer, got {nf!r}')
+
+def _check_input(x, who):
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f'{who}: expected a floating-point tensor, got {getattr(x, "dtype", type(x).__name__)} (convert it with .float())')
+
 class BatchNorm(nn.Module):
     "Batch normalisation: each feature normalised with its batch statistics in training, its running statistics in eval."
     def __init__(self,
                  nf:int, # number of features (channels): axis 1 of the input
-                 mom:float=0.1, # weight of each new batch statistic in the running averages (PyTorch's convention)
-                 eps:float=1e-5, # added to the variance before the square root
+                 mom:float|None=0.1, # weight of each new batch statistic in the running averages (PyTorch's convention); None: a cumulative average
+                 eps:float=1e-5, # added to the variance before the square root (>= 0)
                 ):
         super().__init__()
-        if not 0 <= mom <= 1: raise ValueError(f'BatchNorm: mom is the weight of the new batch statistic, in [0, 1], got {mom}')
+        _check_nf(nf, 'BatchNorm')
+        if mom is not None and not 0 <= mom <= 1:
+            raise ValueError(f'BatchNorm: mom is the weight of the new batch statistic, in [0, 1] (or None for a cumulative average), got {mom}')
+        if not eps >= 0: raise ValueError(f'BatchNorm: eps must be >= 0, got {eps}')
         self.nf, self.mom, self.eps = nf, mom, eps
         self.weight = nn.Parameter(torch.ones(nf))    # gamma
         self.bias   = nn.Parameter(torch.zeros(nf))   # beta
         self.register_buffer('running_mean', torch.zeros(nf))
         self.register_buffer('running_var',  torch.ones(nf))
+        self.register_buffer('num_batches_tracked', torch.tensor(0))   # training batches seen: the cumulative average needs it
 
-    def forward(self, x:torch.Tensor, # (N, nf) or (N, nf, ...)
+    def forward(self, x:torch.Tensor, # floating point, (N, nf) or (N, nf, ...): (N, nf, L), (N, nf, H, W), ...
                ) -> torch.Tensor:
         "Normalise `x` with the batch's statistics in training mode (updating the running ones), with the running ones in eval."
+        _check_input(x, 'BatchNorm')
         if x.ndim < 2 or x.shape[1] != self.nf:
-            raise ValueError(f'BatchNorm({self.nf}): expected input of shape (N, {self.nf}) or (N, {self.nf}, ...), got {tuple(x.shape)}')
+            raise ValueError(f'BatchNorm({self.nf}): expected input of shape (N, {self.nf}) or (N, {self.nf}, ...), got {tuple(x.shape)} '
+                             '(the features are axis 1: move them there, e.g. x.transpose(1, -1), or normalise the last axis with LayerNorm)')
         axes  = [0, *range(2, x.ndim)]           # every axis but the features
         shape = [1, self.nf] + [1] * (x.ndim - 2)   # per-feature values broadcast against x: (1, nf) or (1, nf, 1, ...)
         if self.training:
@@ -50,8 +64,11 @@ class BatchNorm(nn.Module):
                                        'to normalise with the running statistics')
             var, mean = torch.var_mean(x, axes, correction=0)          # biased: the batch's own variance
             with torch.no_grad():
-                self.running_mean.lerp_(mean, self.mom)                # r + mom (mean - r) = (1 - mom) r + mom mean
-                self.running_var.lerp_(var * n / (n - 1), self.mom)    # unbiased estimate of the population's
+                self.num_batches_tracked += 1
+                w = 1 / self.num_batches_tracked.item() if self.mom is None else self.mom   # 1/k: the mean of all k batches so far
+                r = self.running_mean.dtype
+                self.running_mean.lerp_(mean.to(r), w)                  # r + w (mean - r) = (1 - w) r + w mean
+                self.running_var.lerp_((var * n / (n - 1)).to(r), w)    # unbiased estimate of the population's
         else: mean, var = self.running_mean, self.running_var
         x_hat = (x - mean.view(shape)) / (var.view(shape) + self.eps).sqrt()
         return x_hat * self.weight.view(shape) + self.bias.view(shape)
@@ -62,19 +79,26 @@ class BatchNorm(nn.Module):
 class LayerNorm(nn.Module):
     "Layer normalisation: each sample normalised over its features (the last axis), the same in training and in eval."
     def __init__(self,
-                 nf:int, # number of features: the size of the input's last axis
-                 eps:float=1e-5, # added to the variance before the square root
+                 nf:int, # number of features: the size of the input's last axis (one axis only, unlike nn.LayerNorm's shape)
+                 eps:float=1e-5, # added to the variance before the square root (>= 0)
                 ):
         super().__init__()
+        if isinstance(nf, (tuple, list, torch.Size)):
+            raise ValueError(f'LayerNorm: nf is the size of the last axis, an integer, got {nf!r}; to normalise over several '
+                             'axes, flatten them into the last one, or use nn.LayerNorm(shape)')
+        _check_nf(nf, 'LayerNorm')
+        if not eps >= 0: raise ValueError(f'LayerNorm: eps must be >= 0, got {eps}')
         self.nf, self.eps = nf, eps
         self.weight = nn.Parameter(torch.ones(nf))    # gamma
         self.bias   = nn.Parameter(torch.zeros(nf))   # beta
 
-    def forward(self, x:torch.Tensor, # (..., nf): (N, nf), (N, T, nf), ...
+    def forward(self, x:torch.Tensor, # floating point, (..., nf): (nf,), (N, nf), (N, T, nf), ...
                ) -> torch.Tensor:
         "Normalise each sample (each position of a sequence) of `x` over its last axis."
+        _check_input(x, 'LayerNorm')
         if x.ndim < 1 or x.shape[-1] != self.nf:
-            raise ValueError(f'LayerNorm({self.nf}): expected input of shape (..., {self.nf}), got {tuple(x.shape)}')
+            raise ValueError(f'LayerNorm({self.nf}): expected input of shape (..., {self.nf}), got {tuple(x.shape)} '
+                             '(the features are the last axis: for channels first, (N, C, ...), use BatchNorm or move them last)')
         var, mean = torch.var_mean(x, -1, keepdim=True, correction=0)   # (..., 1): one per sample
         return (x - mean) / (var + self.eps).sqrt() * self.weight + self.bias
 
@@ -83,10 +107,13 @@ class LayerNorm(nn.Module):
 # %% ../nbs/08_norm.ipynb #cec32fff
 def one_cycle(p:float, # fraction of training done, from 0 to 1
               lr_max:float, # peak learning rate
-              pct:float=0.25, # fraction of training spent warming up
-              div:float=20, # the warm-up starts from lr_max / div
+              pct:float=0.25, # fraction of training spent warming up, in [0, 1)
+              div:float=20, # the warm-up starts from lr_max / div (> 0)
              ) -> float:
     "The learning rate at fraction `p` of training: cosine warm-up from `lr_max/div` over `pct`, then a cosine down to 0."
+    if not 0 <= p <= 1: raise ValueError(f'one_cycle: p is the fraction of training done, in [0, 1], got {p}')
+    if not 0 <= pct < 1: raise ValueError(f'one_cycle: pct is the fraction spent warming up, in [0, 1), got {pct}')
+    if not div > 0: raise ValueError(f'one_cycle: div must be positive, got {div}')
     if p < pct: return lr_max / div + (lr_max - lr_max / div) * (1 - math.cos(math.pi * p / pct)) / 2
     return lr_max * (1 + math.cos(math.pi * (p - pct) / (1 - pct))) / 2
 
@@ -94,32 +121,61 @@ def one_cycle(p:float, # fraction of training done, from 0 to 1
 class OneCycleCB(Callback):
     "Set the learning rate of every training batch from `one_cycle`, over `n_batches` batches in all."
     def __init__(self,
-                 lr_max:float, # peak learning rate
-                 n_batches:int, # training batches in the whole fit
-                ): self.lr_max, self.n_batches = lr_max, n_batches
-    def before_fit(self, learn): self.i, self.lrs = 0, []
+                 lr_max:float, # peak learning rate (> 0)
+                 n_batches:int|None=None, # training batches in the whole fit (>= 1); None: epochs × len(dls.train), worked out when the fit starts
+                 pct:float=0.25, # fraction of training spent warming up, in [0, 1)
+                 div:float=20, # the warm-up starts from lr_max / div (> 0)
+                ):
+        if not (isinstance(lr_max, (int, float)) and 0 < lr_max < math.inf): raise ValueError(f'OneCycleCB: lr_max must be a positive number, got {lr_max!r}')
+        if n_batches is not None and (isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1):
+            raise ValueError(f'OneCycleCB: n_batches is the number of training batches of the whole fit, an integer >= 1 '
+                             f'(or None to count them when the fit starts), got {n_batches!r}')
+        one_cycle(0, lr_max, pct, div)    # checks pct and div now, not at the first batch
+        self.lr_max, self.n_batches, self.pct, self.div = lr_max, n_batches, pct, div
+
+    def before_fit(self, learn):
+        n = self.n_batches
+        if n is None:
+            try: n = learn.epochs * len(learn.dls.train)
+            except TypeError: raise ValueError('OneCycleCB: the training loader has no len(): pass n_batches') from None
+        self.total, self.i, self.lrs = max(n, 1), 0, []
+
     def before_batch(self, learn):
         if not learn.training: return
-        lr = one_cycle(min(self.i / self.n_batches, 1), self.lr_max)
+        if self.i == self.total: warnings.warn(f'OneCycleCB: the fit runs more than n_batches={self.total} training batches; '
+                                               'the learning rate stays at 0 from here (pass n_batches=None to count them)')
+        lr = one_cycle(min(self.i / self.total, 1), self.lr_max, self.pct, self.div)
         set_lr(learn.opt, lr); self.lrs.append(lr); self.i += 1
 
 # %% ../nbs/08_norm.ipynb #7e4a58f3
 class ShiftCB(Callback):
-    "Shift every 28×28 training image by a random offset of up to `k` pixels in each direction, filling with `fill`."
+    "Shift every training image by a random offset of up to `k` pixels in each direction, filling with `fill`."
     order = DeviceCB.order + 1
     def __init__(self,
-                 k:int=2, # largest shift, in pixels
+                 k:int=2, # largest shift, in pixels (>= 0)
                  fill:float=0., # value of the pixels shifted in: the background (normalised, if the images are)
-                ): self.k, self.fill = k, fill
-    def before_batch(self, learn):
+                ):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0: raise ValueError(f'ShiftCB: k must be an integer >= 0, got {k!r}')
+        self.k, self.fill = k, fill
+
+    def before_batch(self, learn): # learn.batch is (xb, yb), xb images (n, H, W), (n, C, H, W) or flat squares (n, side²), e.g. (n, 784)
         if not learn.training: return
         xb, yb = learn.batch
         n, k, dev = len(xb), self.k, xb.device
-        padded = F.pad(xb.view(n, 28, 28), (k, k, k, k), value=self.fill)        # (n, 28+2k, 28+2k)
+        if xb.ndim == 2:
+            side = math.isqrt(xb.shape[1])
+            if side * side != xb.shape[1]: raise ValueError(f'ShiftCB: a flat image must be square (n, side²), got shape {tuple(xb.shape)}; '
+                                                            'pass images as (n, H, W) or (n, C, H, W)')
+            h = w = side
+        elif xb.ndim >= 3: h, w = xb.shape[-2:]
+        else: raise ValueError(f'ShiftCB: expected a batch of images (n, H, W), (n, C, H, W) or (n, side²), got shape {tuple(xb.shape)}')
+        imgs = xb.reshape(n, -1, h, w)                                         # (n, c, h, w), c = 1 for a flat or (n, H, W) batch
+        padded = F.pad(imgs, (k, k, k, k), value=self.fill)                    # (n, c, h+2k, w+2k)
         dy, dx = torch.randint(0, 2 * k + 1, (2, n, 1, 1), device=dev)          # each (n, 1, 1)
-        r = torch.arange(28, device=dev)
-        rows, cols = r.view(1, 28, 1) + dy, r.view(1, 1, 28) + dx               # (n, 28, 1) and (n, 1, 28)
-        learn.batch = padded[torch.arange(n, device=dev).view(n, 1, 1), rows, cols].reshape(n, 784), yb
+        rows = torch.arange(h, device=dev).view(1, 1, h, 1) + dy.view(n, 1, 1, 1)   # (n, 1, h, 1)
+        cols = torch.arange(w, device=dev).view(1, 1, 1, w) + dx.view(n, 1, 1, 1)   # (n, 1, 1, w)
+        idx_n, idx_c = torch.arange(n, device=dev).view(n, 1, 1, 1), torch.arange(imgs.shape[1], device=dev).view(1, -1, 1, 1)
+        learn.batch = padded[idx_n, idx_c, rows, cols].reshape(xb.shape), yb
 
 # %% ../nbs/08_norm.ipynb #232050dc
 def towards_98(data:str|None=None, # 'mnist' (60k/10k) or 'mnist_t10k' (8k/2k); default `$MLFOUND_MNIST` or 'mnist'

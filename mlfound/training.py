@@ -4,13 +4,15 @@
 
 # %% ../nbs/05_training.ipynb #7d08879d
 from __future__ import annotations
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 # %% auto #0
 __all__ = ['report', 'mlp', 'Optimizer', 'SGD', 'Batch', 'Dataset', 'Sampler', 'BatchSampler', 'collate', 'DataLoader',
            'DataLoaders', 'get_dls', 'fit', 'loss_and_accuracy']
 
 # %% ../nbs/05_training.ipynb #7b0b4a4b
+import numpy as np
 import torch
 from torch import nn
 from .losses import multiclass_accuracy
@@ -98,14 +100,18 @@ class Batch(Sequence):
 
 
 # %% ../nbs/05_training.ipynb #e2f2f9d0
+def _as_tensor(a):
+    "A numeric numpy array as a tensor sharing its memory; anything else as it is."
+    return torch.from_numpy(a) if isinstance(a, np.ndarray) and a.dtype.kind in 'biufc' else a
+
 class Dataset:
     "Pairs `(x[i], y[i])`; `__getitems__` fetches a whole batch in one go, for our DataLoader and PyTorch's."
     def __init__(self,
-                 x, # inputs: a tensor, array or sequence
-                 y, # targets, one per input
+                 x, # inputs: a tensor, a numpy array (becomes a tensor sharing its memory) or a sequence
+                 y, # targets, one per input, of the same kinds
                 ):
         if len(x) != len(y): raise ValueError(f'x and y should have the same length, got {len(x)} and {len(y)}')
-        self.x, self.y = x, y
+        self.x, self.y = _as_tensor(x), _as_tensor(y)
     def __len__(self): return len(self.x)
     def __getitem__(self, i): return self.x[i], self.y[i]
     def __getitems__(self,
@@ -118,8 +124,13 @@ class Dataset:
         return Batch(self.x.index_select(0, i.to(self.x.device)), self.y.index_select(0, i.to(self.y.device)))
     def __repr__(self): return f'{type(self).__name__}(len={len(self)})'
 
-
 # %% ../nbs/05_training.ipynb #39b1b9e5
+def _whole(n, what:str) -> int:
+    "`n` as a Python int if it is a whole number of any integer type (int, numpy, 0-d tensor), else a TypeError naming `what`."
+    if isinstance(n, bool) or isinstance(n, float): raise TypeError(f'{what} should be a whole number, got {n!r}')
+    try: return operator.index(n)
+    except TypeError: raise TypeError(f'{what} should be a whole number, got {n!r} ({type(n).__name__})') from None
+
 class Sampler:
     "The indices `0..n-1` of a dataset, in order or shuffled anew every epoch."
     def __init__(self,
@@ -127,7 +138,7 @@ class Sampler:
                  shuffle:bool=False, # a new random order at every iteration
                  generator:torch.Generator|None=None, # source of randomness for the shuffle (default: torch's global one)
                 ):
-        self.n = ds_or_n if isinstance(ds_or_n, int) else len(ds_or_n)
+        self.n = _whole(ds_or_n, 'the number of items') if isinstance(ds_or_n, (int, np.integer)) else len(ds_or_n)
         if self.n < 0: raise ValueError(f'the number of items should be non-negative, got {self.n}')
         self.shuffle, self.generator = shuffle, generator
     def __len__(self): return self.n
@@ -147,7 +158,8 @@ class BatchSampler:
                 ):
         if not isinstance(sampler, Sampler):
             raise TypeError(f'BatchSampler needs a Sampler (it splits `sampler.indices()`), got {type(sampler).__name__}')
-        if not isinstance(bs, int) or bs < 1: raise ValueError(f'batch size should be a positive integer, got {bs!r}')
+        bs = _whole(bs, 'batch size')
+        if bs < 1: raise ValueError(f'batch size should be a positive integer, got {bs!r}')
         self.sampler, self.bs, self.drop_last = sampler, bs, drop_last
     def __iter__(self) -> Iterator[torch.Tensor]:
         for b in self.sampler.indices().split(self.bs):   # views into one tensor
@@ -158,17 +170,28 @@ class BatchSampler:
         return n // self.bs if self.drop_last else -(-n // self.bs)
 
 # %% ../nbs/05_training.ipynb #31bd75bf
-def collate(items:Sequence, # (x, y, ...) tuples: a list of ds[i], or a Batch
-           ) -> tuple:
-    "Turn items `(x, y, ...)` into a tuple of batched tensors `(xb, yb, ...)`; a `Batch` is stacked already."
+def collate(items:Sequence, # the batch's items, a list of ds[i] (tuples, dicts, tensors, arrays, numbers), or a Batch
+           ) -> tuple|dict|torch.Tensor|list:
+    "Turn a batch of items into batched tensors, field by field as `torch.utils.data.default_collate` does; a `Batch` is stacked already."
     if isinstance(items, Batch): return items.tensors
-    if not items: raise ValueError('cannot collate an empty list of items')
-    return tuple(_collate_one(list(field)) for field in zip(*items))
+    if not len(items): raise ValueError('cannot collate an empty list of items')
+    return _collate(list(items))
 
-def _collate_one(field:list):
-    if isinstance(field[0], torch.Tensor): return torch.stack(field)
-    if isinstance(field[0], (int, float, bool)): return torch.tensor(field)
-    return field   # anything else (strings, paths) is left as a list
+def _collate(batch:list):
+    "Collate the values of one field across the batch."
+    elem = batch[0]
+    if isinstance(elem, (torch.Tensor, np.ndarray)) and not (isinstance(elem, np.ndarray) and elem.dtype.kind not in 'biufc'):
+        return torch.stack([torch.as_tensor(b) for b in batch])
+    if isinstance(elem, np.generic) and elem.dtype.kind in 'biufc': return torch.as_tensor(np.array(batch))
+    if isinstance(elem, float): return torch.tensor(batch, dtype=torch.float64)   # as default_collate: a Python float is a double
+    if isinstance(elem, int): return torch.tensor(batch)                          # int64, or bool for bools
+    if isinstance(elem, Mapping): return {k: _collate([d[k] for d in batch]) for k in elem}
+    if isinstance(elem, (tuple, list)):
+        if len({len(b) for b in batch}) != 1:
+            raise ValueError(f'cannot collate items of different lengths: {sorted({len(b) for b in batch})}')
+        fields = (_collate(list(f)) for f in zip(*batch))
+        return type(elem)(*fields) if hasattr(elem, '_fields') else tuple(fields)   # a namedtuple stays one
+    return batch   # anything else (strings, paths) is left as a list
 
 # %% ../nbs/05_training.ipynb #dd96cfea
 class DataLoader:
@@ -198,22 +221,29 @@ class DataLoader:
 
 # %% ../nbs/05_training.ipynb #2e5f3e6f
 class DataLoaders:
-    "A training and a validation `DataLoader`, as `.train` and `.valid`."
-    def __init__(self, train:DataLoader, valid:DataLoader): self.train, self.valid = train, valid
+    "A training and a validation `DataLoader`, as `.train` and `.valid`; `valid` may be `None` (no validation)."
+    def __init__(self,
+                 train:Iterable, # the training batches `(xb, yb)`: a DataLoader or any iterable
+                 valid:Iterable|None=None, # the validation batches; `None`: the Learner skips its validation pass
+                ):
+        for name, dl in (('train', train), ('valid', valid)):
+            if (dl is not None or name == 'train') and not isinstance(dl, Iterable):
+                raise TypeError(f'DataLoaders: {name} should be an iterable of batches (a DataLoader), got {type(dl).__name__}')
+        self.train, self.valid = train, valid
     def __repr__(self): return f'{type(self).__name__}(train={self.train!r}, valid={self.valid!r})'
 
 def get_dls(train_ds, # the training dataset, shuffled every epoch
-            valid_ds, # the validation dataset, in order
+            valid_ds, # the validation dataset, in order; `None` for no validation
             bs:int=64, # training batch size; validation uses `2*bs`
             drop_last:bool=False, # drop the last incomplete *training* batch
             **kwargs, # passed to both DataLoaders (e.g. `collate_fn`, `generator`)
            ) -> DataLoaders:
     "`DataLoaders` for a training set (shuffled) and a validation set (in order, batches of `2*bs`)."
     return DataLoaders(DataLoader(train_ds, bs, shuffle=True, drop_last=drop_last, **kwargs),
-                       DataLoader(valid_ds, 2*bs, shuffle=False, **kwargs))
+                       None if valid_ds is None else DataLoader(valid_ds, 2*bs, shuffle=False, **kwargs))
 
 # %% ../nbs/05_training.ipynb #b233a548
-def fit(epochs:int, # number of passes over the training set
+def fit(epochs:int, # number of passes over the training set (a whole number >= 0 of any integer type)
         model:nn.Module, # the model to train
         loss_func:Callable, # loss_func(preds, yb) -> a scalar tensor
         opt:Optimizer, # anything with `step()` and `zero_grad()`
@@ -221,34 +251,41 @@ def fit(epochs:int, # number of passes over the training set
         valid_dl:Iterable, # validation batches `(xb, yb)`
         verbose:bool=True, # report after every epoch
         history:list|None=None, # if a list, each training batch's loss is appended to it
+        metric:Callable=multiclass_accuracy, # metric(preds, yb) -> a batch mean, reported as the accuracy
        ) -> tuple[float, float]:
-    "Train `model` for `epochs`, evaluating after each; return the final validation loss and accuracy."
-    for epoch in range(epochs):
-        model.train()
-        tot_train, n_train = 0., 0
-        for xb, yb in train_dl:
-            loss = loss_func(model(xb), yb)
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-            tot_train += loss.item() * len(xb); n_train += len(xb)
-            if history is not None: history.append(loss.item())
-        valid_loss, valid_acc = loss_and_accuracy(model, loss_func, valid_dl)
-        if verbose: report(epoch, valid_loss, valid_acc, tot_train / max(n_train, 1))
+    "Train `model` for `epochs`, evaluating after each; return the final validation loss and metric."
+    epochs = _whole(epochs, 'epochs')
+    if epochs < 0: raise ValueError(f'epochs should be >= 0, got {epochs}')
+    valid_loss = valid_acc = float('nan')
+    try:
+        for epoch in range(epochs):
+            model.train()
+            tot_train, n_train = 0., 0
+            for xb, yb in train_dl:
+                loss = loss_func(model(xb), yb)
+                loss.backward()
+                opt.step()
+                opt.zero_grad()
+                tot_train += loss.item() * len(xb); n_train += len(xb)
+                if history is not None: history.append(loss.item())
+            valid_loss, valid_acc = loss_and_accuracy(model, loss_func, valid_dl, metric)
+            if verbose: report(epoch, valid_loss, valid_acc, tot_train / max(n_train, 1))
+    finally: opt.zero_grad()   # an interrupted step (Ctrl-C, an error) leaves no gradient behind
     return valid_loss, valid_acc
 
 def loss_and_accuracy(model:nn.Module, # the model to evaluate
              loss_func:Callable, # loss_func(preds, yb) -> a scalar tensor
              dl:Iterable, # batches `(xb, yb)`
+             metric:Callable=multiclass_accuracy, # metric(preds, yb) -> a batch mean (a tensor or a number)
             ) -> tuple[float, float]:
-    "Mean loss and accuracy of `model` over all samples of `dl`, without gradients, in eval mode."
+    "Mean loss and metric of `model` over all samples of `dl`, weighted by batch size, without gradients, in eval mode."
     model.eval()
     tot_loss, tot_acc, count = 0., 0., 0
     with torch.no_grad():
         for xb, yb in dl:
             preds, n = model(xb), len(xb)
-            tot_loss += loss_func(preds, yb).item() * n
-            tot_acc  += multiclass_accuracy(preds, yb).item() * n
+            tot_loss += float(loss_func(preds, yb)) * n
+            tot_acc  += float(metric(preds, yb)) * n
             count += n
     if count == 0: raise ValueError('the validation DataLoader yielded no batches')
     return tot_loss / count, tot_acc / count

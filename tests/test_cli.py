@@ -106,3 +106,20 @@ def test_train_help():
 def test_console_script():
     r = subprocess.run(['mlfound', '--help'], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and 'train' in r.stdout
+
+
+def test_import_loads_no_compiler():
+    "`mlfound train` needs neither numba nor the benchmarks: `mlfound.cli` imports them only when `mlfound bench` runs."
+    code = "import sys, mlfound.cli; print(sorted(m for m in ('numba', 'llvmlite', 'mlfound.bench', 'mlfound.matmul') if m in sys.modules))"
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == '[]', r.stdout
+
+
+def test_bench_does_not_import_cli():
+    "No cycle: the benchmarks stand without the command line, and `python -m mlfound.bench` checks its argument itself."
+    r = subprocess.run([sys.executable, '-c', "import sys, mlfound.bench; print('mlfound.cli' in sys.modules)"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == 'False', (r.stdout, r.stderr[-2000:])
+    r = subprocess.run([sys.executable, '-m', 'mlfound.bench', 'gpu'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and 'usage: python -m mlfound.bench' in r.stderr, (r.returncode, r.stderr[-2000:])

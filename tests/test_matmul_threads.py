@@ -7,10 +7,11 @@ equal width is tested here, in a process that may start three threads.
 import os, subprocess, sys, textwrap
 
 SCRIPT = textwrap.dedent('''
-    from mlfound.core import wide_vectors; wide_vectors()
+    from mlfound.fast_matmul import wide_vectors; wide_vectors()   # before numba compiles anything, as the notebook does
     from functools import partial
     import numba, torch
-    from mlfound.matmul import matmul_goto, check_matmul, CHECK_SHAPES, MR, NR, GOTO_KC, GOTO_NC
+    from mlfound.matmul import check_matmul, CHECK_SHAPES
+    from mlfound.fast_matmul import matmul_goto, MR, NR, GOTO_KC, GOTO_NC
     shapes = CHECK_SHAPES + (
         (130, 600, 2100),                       # wide: each thread takes columns, in several blocks
         (2100, 300, 130),                       # tall: each thread takes rows

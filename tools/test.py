@@ -7,6 +7,7 @@
     python tools/test.py --profiles                       # list the machine profiles and what each sets
     python tools/test.py --flags slow                     # also run the cells flagged `#| slow` (the benchmarks)
     python tools/test.py -- -k datasets                   # arguments after -- go to pytest
+    python tools/test.py --only pytest -- tests/test_properties.py   # (test files named there replace tests/)
 
 Every check must hold on any reader's machine, so CI runs the notebooks on two:
 1. `nbdev_test`, natively: this machine's full instruction set (AVX-512 here), two notebooks at a time with one
@@ -69,10 +70,12 @@ def test_notebooks(profile:str, threads:int|None, flags:str='') -> tuple[int, in
 def test_pytest(profile:str, threads:int|None, extra:list[str]) -> tuple[int, int, int]:
     "Run `pytest tests`; return (passed, failed, skipped) from its JUnit report."
     env = profile_env(profile, threads)
-    print(f'== pytest tests/, profile {profile}: {describe(env)}', flush=True)
+    named = any((ROOT/x.split('::')[0]).exists() for x in extra if not x.startswith('-'))
+    where = [] if named else ['tests']              # test files named after `--` replace the whole folder
+    print(f'== pytest {" ".join(where) or "(the tests named)"}, profile {profile}: {describe(env)}', flush=True)
     with tempfile.TemporaryDirectory() as d:
         xml = Path(d)/'junit.xml'
-        r = subprocess.run([sys.executable, '-m', 'pytest', 'tests', '-q', '-rs', '-p', 'no:cacheprovider',
+        r = subprocess.run([sys.executable, '-m', 'pytest', *where, '-q', '-rs', '-p', 'no:cacheprovider',
                             f'--junitxml={xml}', *extra], cwd=ROOT, env=env)
         if r.returncode == 5: return 0, 0, 0      # no tests collected
         if not xml.exists(): return 0, 1, 0       # pytest failed before running anything
