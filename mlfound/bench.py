@@ -21,7 +21,7 @@ from PIL import Image
 from .core import time_fns, machine_info, def_device
 from .datasets import get_mnist, get_mnist_sample
 from .matmul import matmuls, time_matmuls, ladder_table
-from .fast_matmul import matmul_goto, numba_target, wide_vectors
+from .fast_matmul import matmul_goto, numba_target, wide_vectors, choose_config
 from .mnist_basics import load_digits
 from .backprop import lin, relu, mse, forward_and_backward
 from .losses import multiclass_accuracy
@@ -31,17 +31,32 @@ from .learner import Learner, DeviceCB, ProgressCB
 # %% ../nbs/90_bench.ipynb #5b7a17c4
 MATMULS = {k: f for k, f in matmuls.items() if k != 'torch'} | {'goto': matmul_goto, 'torch': matmuls['torch']}   # torch last
 
+@contextlib.contextmanager
+def _default_dtype(dtype:torch.dtype):
+    "Make `dtype` PyTorch's default dtype for the block, then restore the old one."
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try: yield
+    finally: torch.set_default_dtype(old)
+
 def bench_matmul(sizes=(512, 1024, 2048, (1000, 999, 1001)), # square sizes n, or (m, k, n) triples
                  names=None, # keys of `MATMULS` to run (default: all; slow ones are skipped at large sizes)
                  repeats:int=5, # timed rounds per size
+                 dtype:str='float32', # 'float32' or 'float64'
                 ) -> list[dict]:
-    "Print the matmul ladder (GFLOP/s, time relative to `torch.matmul`) at each size; return all rows."
-    note, rows = f'numba targets {numba_target()[0]}', []
-    for s in sizes:
-        m, k, n = (s, s, s) if isinstance(s, int) else s
-        r = time_matmuls(m, k, n, names=names, repeats=repeats, fns=MATMULS)
-        print(ladder_table(r, note), end='\n\n')
-        rows += r
+    "Print the matmul ladder (GFLOP/s, time relative to `torch.matmul`) at each size; return all rows, goto's with its configuration."
+    if dtype not in ('float32', 'float64'): raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    cfg = choose_config(getattr(torch, dtype))
+    note = (f'{dtype}; numba targets {numba_target()[0]}; goto runs {cfg.name} ({cfg.mr}×{cfg.nr}, kc {cfg.kc}, nc {cfg.nc}); '
+            f'PyTorch uses {torch.backends.cpu.get_cpu_capability()}')
+    rows = []
+    with _default_dtype(getattr(torch, dtype)):    # the dtype of `time_matmuls`'s random matrices
+        for s in sizes:
+            m, k, n = (s, s, s) if isinstance(s, int) else s
+            r = time_matmuls(m, k, n, names=names, repeats=repeats, fns=MATMULS)
+            for row in r: row.update(dtype=dtype, config=cfg.name if row['name'] == 'goto' else None)
+            print(ladder_table(r, note), end='\n\n')
+            rows += r
     return rows
 
 # %% ../nbs/90_bench.ipynb #4d789753
@@ -199,14 +214,17 @@ BENCHES = {'matmul': bench_matmul, 'pngs': bench_load_digits, 'backprop': bench_
            'dataloader': bench_dataloader, 'learner': bench_learner}
 
 def run_benchmarks(name:str='all', # a key of `BENCHES`, or 'all'
+                   options:dict|None=None, # keyword arguments for some benchmarks, by name: {'matmul': {'dtype': 'float64'}}
                   ) -> dict:
     "Run one benchmark (or all of them), printing each table and ratio; return their results by name."
     if name != 'all' and name not in BENCHES:
         raise ValueError(f'unknown benchmark {name!r}; choose from {", ".join(BENCHES)} or all')
+    options = options or {}
+    if unknown := [k for k in options if k not in BENCHES]: raise ValueError(f'options for unknown benchmarks {unknown}')
     res = {}
     for n in (list(BENCHES) if name == 'all' else [name]):
         print(f'== {n}', flush=True)
-        res[n] = BENCHES[n]()
+        res[n] = BENCHES[n](**options.get(n, {}))
     return res
 
 # %% ../nbs/90_bench.ipynb #87ab69e3

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06a_cli.ipynb #dff58445
 from __future__ import annotations
-import os, sys, tempfile
+import os, subprocess, sys, tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from functools import partial
@@ -17,7 +17,7 @@ __all__ = ['BENCH_NAMES', 'COMMANDS', 'UsageError', 'train', 'bench', 'main']
 import torch
 import torch.nn.functional as F
 from fastcore.script import anno_parser, Param
-from .core import set_seed, def_device
+from .core import set_seed, def_device, MACHINE_PROFILES, THREAD_VARS, profile_env
 from .datasets import get_mnist, mnist_name, atomic_write, DownloadError, ChecksumError
 from .training import Dataset, get_dls, SGD, mlp
 from .learner import Learner, ProgressCB, RecorderCB
@@ -115,13 +115,47 @@ def train(epochs:int=3, # number of epochs
 # %% ../nbs/06a_cli.ipynb #e82a2ff4
 BENCH_NAMES = ('matmul', 'pngs', 'backprop', 'dataloader', 'learner')   # the keys of `mlfound.bench.BENCHES`
 _BENCH_NAME = Param('which benchmark', str, opt=False, nargs='?', choices=['all', *BENCH_NAMES])
+_ISA = Param('rerun in a new process under this machine profile (numba and PyTorch held to its instruction set)', str,
+             choices=list(MACHINE_PROFILES))
+_DTYPE = Param('dtype of the matmul benchmark', str, choices=['float32', 'float64'])
 
-def bench(name:_BENCH_NAME='all'):
+def _sizes(text:str) -> list:
+    "Parse '1024,2048,1000x999x1001' into [1024, 2048, (1000, 999, 1001)]; raise `UsageError` if it is not that."
+    try: sizes = [int(s) if 'x' not in s else tuple(int(d) for d in s.split('x')) for s in text.split(',')]
+    except ValueError: sizes = []
+    if not sizes or any(s <= 0 if isinstance(s, int) else len(s) != 3 or min(s) <= 0 for s in sizes):
+        raise UsageError(f'--sizes must be positive sizes n or mxkxn separated by commas, e.g. 1024,1000x999x1001; got {text!r}')
+    return sizes
+
+def _bench_in_profile(argv:list[str], # the arguments of `mlfound bench` for the new process
+                      isa:str, # a key of `MACHINE_PROFILES`
+                      threads:int|None, # threads for numba and PyTorch (None: as in this process)
+                     ) -> None:
+    "Run `mlfound bench` with `argv` in a new process under machine profile `isa`; raise `SystemExit` if it fails."
+    replaced = {k for p in MACHINE_PROFILES.values() for k in p} | (set(THREAD_VARS) if threads else set())
+    env = profile_env(isa, threads, base={k: v for k, v in os.environ.items() if k not in replaced})   # the profile wins
+    shown = [k for k in dict.fromkeys([*MACHINE_PROFILES[isa], *THREAD_VARS]) if k in env and k != 'NUMBA_CPU_FEATURES']
+    print(f'== machine profile {isa}: ' + (' '.join(f'{k}={env[k]}' for k in shown) or 'the host as it is'), flush=True)
+    r = subprocess.run([sys.executable, '-m', 'mlfound.cli', 'bench', *argv], env=env)
+    if r.returncode: raise SystemExit(r.returncode)
+
+def bench(name:_BENCH_NAME='all',
+          isa:_ISA=None,
+          threads:int=None, # threads for numba and PyTorch (runs in a new process)
+          dtype:_DTYPE='float32',
+          sizes:str=None, # sizes of the matmul benchmark: 1024,2048,1000x999x1001
+         ):
     "Run one of the course's benchmarks (or all of them), printing each table and ratio."
+    if threads is not None and threads < 1: raise UsageError(f'--threads must be a positive integer, got {threads}')
+    matmul = {'dtype': dtype} | ({'sizes': _sizes(sizes)} if sizes else {})
+    if name not in ('matmul', 'all') and (dtype != 'float32' or sizes):
+        raise UsageError(f'--dtype and --sizes apply to the matmul benchmark, not {name!r}')
+    if isa is not None or threads is not None:
+        return _bench_in_profile([name, '--dtype', dtype] + (['--sizes', sizes] if sizes else []), isa or 'native', threads)
     from mlfound.fast_matmul import wide_vectors    # imported here: only `mlfound bench` needs numba
     wide_vectors()                                  # before numba compiles anything, as the deep dive does
     from mlfound.bench import run_benchmarks
-    return run_benchmarks(name)
+    return run_benchmarks(name, {'matmul': matmul})
 
 # %% ../nbs/06a_cli.ipynb #322a58db
 COMMANDS = {'train': train, 'bench': bench}

@@ -249,7 +249,7 @@ class ActivationStats(Callback):
         if not self._open: return
         a = _first_tensor(out, mod, 'ActivationStats').detach()   # kept on the device: no synchronisation with a GPU per batch
         if not a.is_floating_point() or a.element_size() < 4: a = a.float()
-        if a.numel() == 0: return
+        if a.numel() == 0: hook.cur.append(None); return          # it ran, on nothing
         var, mean = torch.var_mean(a, correction=0)
         dead = None if hook.floor is None or a.ndim < 2 else (a.float() <= hook.floor).flatten(1).all(0)   # per unit, as dead_fraction
         hook.cur.append(dict(n=a.numel(), mean=mean, m2=var * a.numel(), dead=dead,
@@ -260,8 +260,8 @@ class ActivationStats(Callback):
         if not self._open: return
         self._open = False
         for h in self.hooks:
-            cs, nan = h.cur, math.nan
-            h.calls.append(len(cs))
+            h.calls.append(len(h.cur))
+            cs, nan = [c for c in h.cur if c is not None], math.nan
             if not cs:
                 for attr in ('means', 'stds', 'hists', 'near_zero', 'dead'): getattr(h, attr).append(None)
                 continue

@@ -9,7 +9,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['load_digits', 'load_mnist_sample', 'mnist_distance', 'init_params', 'threes_sevens_xy', 'mnist_loss',
-           'binary_accuracy', 'validate_epoch', 'BasicOptim', 'train_epoch']
+           'batch_accuracy', 'validate_epoch', 'BasicOptim', 'train_epoch']
 
 # %% ../nbs/02_mnist_basics.ipynb #afc522e5
 import numpy as np
@@ -92,18 +92,18 @@ def mnist_loss(preds:torch.Tensor, # raw scores, any shape; positive means "3"
     return torch.where(targ == 1, 1 - probs, probs).mean()
 
 # %% ../nbs/02_mnist_basics.ipynb #3f0309bd
-def binary_accuracy(preds:torch.Tensor, # raw scores; positive means "3"
+def batch_accuracy(preds:torch.Tensor, # raw scores; positive means "3"
                    targ:torch.Tensor, # targets of the same shape: 1 for a 3, 0 for a 7
                   ) -> torch.Tensor:
     "Fraction of predictions on the right side of 0.5 after the sigmoid."
-    _check_same_shape(preds, targ, 'binary_accuracy')
+    _check_same_shape(preds, targ, 'batch_accuracy')
     return ((preds.sigmoid() > 0.5) == (targ == 1)).float().mean()
 
 # %% ../nbs/02_mnist_basics.ipynb #a6c0d1d1
 @torch.no_grad()
 def validate_epoch(model:Callable, # maps a batch of inputs to scores
                    dl:Iterable, # yields `(xb, yb)` batches of the validation set
-                   metric:Callable=binary_accuracy, # `metric(preds, yb)` -> mean over the batch
+                   metric:Callable=batch_accuracy, # `metric(preds, yb)` -> mean over the batch
                   ) -> float:
     "The metric over all batches of `dl`, each batch weighted by its size, rounded to 4 digits."
     total, n = 0., 0

@@ -1,5 +1,5 @@
 "End-to-end tests of the `mlfound` command line: a real training run, and the bad-argument cases."
-import os, re, shutil, subprocess, sys
+import os, platform, re, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +123,48 @@ def test_bench_does_not_import_cli():
     assert r.returncode == 0 and r.stdout.strip() == 'False', (r.stdout, r.stderr[-2000:])
     r = subprocess.run([sys.executable, '-m', 'mlfound.bench', 'gpu'], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and 'usage: python -m mlfound.bench' in r.stderr, (r.returncode, r.stderr[-2000:])
+
+
+@pytest.mark.parametrize('args, problem', [
+    (['--isa', 'avx1024'], "argument --isa: invalid choice: 'avx1024'"),
+    (['--dtype', 'float16'], "argument --dtype: invalid choice: 'float16'"),
+    (['--threads', '0'], '--threads must be a positive integer, got 0'),
+    (['--sizes', '1024,x'], '--sizes must be positive sizes n or mxkxn'),
+])
+def test_bench_bad_options(args, problem):
+    "A bad option of `mlfound bench` is one line on stderr, before any benchmark or new process starts."
+    r = run('bench', 'matmul', *args)
+    assert r.returncode == 2
+    assert r.stderr.count('\n') == 1 and problem in r.stderr, r.stderr
+    assert '==' not in r.stdout, r.stdout
+
+
+def test_bench_options_only_for_matmul():
+    r = run('bench', 'pngs', '--dtype', 'float64')
+    assert r.returncode == 2 and "--dtype and --sizes apply to the matmul benchmark, not 'pngs'" in r.stderr, r.stderr
+
+
+def _runs_avx2() -> bool:
+    "Whether the avx2 profile's code can run here: an x86 CPU with AVX2 and FMA."
+    import llvmlite.binding as llvm
+    host = llvm.get_host_cpu_features()
+    return platform.machine() in ('x86_64', 'AMD64') and bool(host.get('avx2') and host.get('fma'))
+
+
+@pytest.mark.skipif(not _runs_avx2(), reason='the avx2 profile needs an x86 CPU with AVX2 and FMA')
+def test_bench_under_avx2_profile():
+    "`--isa avx2` reruns the benchmark in a process where numba and PyTorch are held to AVX2, and says what ran."
+    r = run('bench', 'matmul', '--isa', 'avx2', '--threads', '1', '--dtype', 'float64', '--sizes', '40')
+    assert r.returncode == 0, r.stderr[-2000:]
+    first = r.stdout.splitlines()[0]
+    assert first.startswith('== machine profile avx2: NUMBA_CPU_NAME=haswell') and 'NUMBA_NUM_THREADS=1' in first, first
+    assert 'float64; numba targets haswell; goto runs avx2-f64 (6×8' in r.stdout, r.stdout
+    assert 'numba 1 threads' in r.stdout and 'PyTorch uses AVX2' in r.stdout, r.stdout
+
+
+def test_bench_threads_native():
+    "`--threads` alone runs under the native profile, with that many threads for numba and PyTorch."
+    r = run('bench', 'matmul', '--threads', '1', '--sizes', '40')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith('== machine profile native: OMP_NUM_THREADS=1'), r.stdout[:300]
+    assert 'torch 2' in r.stdout and 'with 1 threads' in r.stdout and 'numba 1 threads' in r.stdout, r.stdout

@@ -236,8 +236,11 @@ def test_interrupt_training(report):
         t_int = time.perf_counter() - t0
         assert reply['content']['status'] == 'error' and reply['content']['ename'] == 'KeyboardInterrupt', \
             f'the interrupted cell ended with {reply["content"].get("status")} {reply["content"].get("ename")}'
-        content, out = _run(kc, '6 * 7', timeout=60)
-        assert content['status'] == 'ok', 'the kernel does not answer after the interrupt'
+        for attempt in range(10):   # right after an error ipykernel aborts what was queued behind the cell: that is
+            content, out = _run(kc, '6 * 7', timeout=60)    # an answer too, so ask again (a busy machine widens the window)
+            if content['status'] != 'aborted': break
+            time.sleep(0.5)
+        assert content['status'] == 'ok', f'the kernel does not answer after the interrupt ({content["status"]})'
         content, out = _run(kc, CHECK, timeout=60)
         assert content['status'] == 'ok', out
         finite, changed, grad_on, stale = out.split()[-4:]

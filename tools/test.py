@@ -24,30 +24,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# What numba and PyTorch target, as environment variables. `native` leaves everything to the host.
-# `avx2`: a Haswell-class CPU (AVX2 and FMA, no AVX-512). numba needs the name and the features: with a name
-# alone it would still take the host's features, AVX-512 included.
-HASWELL_FEATURES = ('+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+cx8,+f16c,+fma,+fsgsbase,+fxsr,+lzcnt,+mmx,+movbe,'
-                    '+pclmul,+popcnt,+rdrnd,+sahf,+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave,+xsaveopt,'
-                    '-avx512f,-avx512bw,-avx512cd,-avx512dq,-avx512vl')
-PROFILES = {
-    'native': {},
-    'avx2': {'NUMBA_CPU_NAME': 'haswell', 'NUMBA_CPU_FEATURES': HASWELL_FEATURES,
-             'ATEN_CPU_CAPABILITY': 'avx2', 'MKL_ENABLE_INSTRUCTIONS': 'AVX2', 'ONEDNN_MAX_CPU_ISA': 'AVX2'},
-}
-THREAD_VARS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'NUMBA_NUM_THREADS')
+# The machine profiles (what numba and PyTorch target, as environment variables) live in the library, in one place:
+# mlfound.core.MACHINE_PROFILES, explained in nbs/00_core.ipynb; `mlfound bench --isa` uses the same ones.
+from mlfound.core import MACHINE_PROFILES as PROFILES, THREAD_VARS, profile_env
+
 DEFAULTS = {'nbs': ('native', None), 'pytest': ('avx2', 3)}   # part -> (profile, threads); None: split the cores
 
-def profile_env(profile:str, threads:int|None, base:dict|None=None) -> dict:
-    "The environment for a run under `profile` with `threads` threads; settings already in `base` win."
-    env = dict(os.environ if base is None else base)
-    for k, v in PROFILES[profile].items(): env.setdefault(k, v)
-    if threads is not None:
-        for k in THREAD_VARS: env.setdefault(k, str(threads))
-    return env
-
 def describe(env:dict) -> str:
-    keys = [k for p in PROFILES.values() for k in p] + list(THREAD_VARS)
+    keys = [k for p in PROFILES.values() for k in p] + list(THREAD_VARS) + ['OMP_WAIT_POLICY']
     return ' '.join(f'{k}={env[k]}' for k in dict.fromkeys(keys) if k in env and k != 'NUMBA_CPU_FEATURES') or 'host defaults'
 
 def test_notebooks(profile:str, threads:int|None, flags:str='') -> tuple[int, int, int]:
