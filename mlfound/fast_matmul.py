@@ -245,7 +245,7 @@ def goto_config(isa:str, # a key of `ISAS`: 'avx512', 'avx2' or 'neon'
     cycles = mr * nr * itemsize * 8 / vbits / 2     # cycles per step: its mr·nr/L FMAs, 2 a cycle
     return GotoConfig(f"{isa}-{dtype.replace('float', 'f')}", dtype, vbits, mr, nr, kc, nc, math.ceil(PREFETCH_CYCLES / cycles))
 
-def goto_isa(features:str, # an LLVM feature string, as `numba_target` returns
+def goto_isa(features:str, # an LLVM feature string, as numba_target returns
             ) -> str:
     "The instruction set whose kernels suit a target: 'avx512' where 512-bit vectors are allowed, 'avx2' with FMA, else 'neon'."
     if _flag(features, 'avx512f') == '+' and _flag(features, 'prefer-256-bit') == '-': return 'avx512'
@@ -407,10 +407,10 @@ def rounding_bound(a:torch.Tensor, # the left matrix, (m, k)
     u = torch.finfo(a.dtype).eps / 2                # the unit roundoff: 2**-24 in float32, 2**-53 in float64
     return 2 * a.shape[1] * u * (a.abs().double() @ b.abs().double())
 
-def check_goto(cfg:GotoConfig|None=None, # the configuration to test (default: the one `matmul_goto` chooses)
+def check_goto(cfg:GotoConfig|None=None, # the configuration to test (default: the one matmul_goto chooses)
                shapes=CHECK_SHAPES, # (m, k, n) triples
                dtype:torch.dtype=torch.float32, # dtype of the random inputs
-               f=None, # the implementation to test (default: `matmul_goto` with `cfg`)
+               f=None, # the implementation to test (default: matmul_goto with cfg)
               ) -> None:
     "Assert that `matmul_goto` (or `f`) is within `rounding_bound` of `torch.matmul` on random inputs, contiguous or not."
     f = partial(matmul_goto, cfg=cfg) if f is None else f
@@ -459,7 +459,7 @@ def _microkernel_gflops(cfg:GotoConfig, reps:int=20000) -> float:
 def bench_goto_layers(sizes=(1024, 2048), # square sizes n: (n, n) @ (n, n)
                       repeats:int=5, # timed rounds per size
                       reps:int=20000, # calls of the micro-kernel per timing of it alone
-                      cfg:GotoConfig|None=None, # the configuration (default: the one `matmul_goto` runs for float32)
+                      cfg:GotoConfig|None=None, # the configuration (default: the one matmul_goto runs for float32)
                      ) -> list[dict]:
     "Time Goto's algorithm one layer at a time beside `tiled` and `torch.matmul` (1 thread, then all); print a table per size."
     cfg = choose_config(torch.float32) if cfg is None else cfg

@@ -259,7 +259,7 @@ def time_matmuls(m:int, k:int, n:int, # the sizes: (m, k) @ (k, n)
                          vs_torch=s / best['torch'] if s is not None and 'torch' in best else None))  # time / torch's
     return rows
 
-def ladder_table(rows:list[dict], # the rows of `time_matmuls` for one size
+def ladder_table(rows:list[dict], # the rows of time_matmuls for one size
                  note:str='', # more to say in the header (e.g. numba's target)
                 ) -> str:
     "Format the rows of `time_matmuls` as a text table, with the machine in the header."
