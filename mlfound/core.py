@@ -10,7 +10,7 @@ from functools import partial
 
 # %% auto #0
 __all__ = ['def_device', 'HASWELL_FEATURES', 'MACHINE_PROFILES', 'THREAD_VARS', 'set_seed', 'default_device', 'to_device',
-           'time_fns', 'time_fn', 'machine_info', 'profile_env']
+           'time_fns', 'time_fn', 'machine_info', 'rounding_bound', 'profile_env']
 
 # %% ../nbs/00_core.ipynb #38ace00e
 import numpy as np
@@ -72,6 +72,14 @@ def machine_info() -> str:
     "One line describing the cores, PyTorch's threads and the device, to print beside any timing."
     return (f'{os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, '
             f'device {def_device}')
+
+# %% ../nbs/00_core.ipynb #2533ff1f
+def rounding_bound(a:torch.Tensor, # the left matrix, (m, k)
+                   b:torch.Tensor, # the right matrix, (k, n)
+                  ) -> torch.Tensor:
+    "How far two computations of `a @ b` in `a`'s dtype may differ, entry by entry, whatever order each adds in: 2·k·u·(|a| @ |b|)."
+    u = torch.finfo(a.dtype).eps / 2                # the unit roundoff: 2**-24 in float32, 2**-53 in float64
+    return 2 * a.shape[1] * u * (a.abs().double() @ b.abs().double())
 
 # %% ../nbs/00_core.ipynb #871c00de
 HASWELL_FEATURES = ('+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+cx8,+f16c,+fma,+fsgsbase,+fxsr,+lzcnt,+mmx,+movbe,'

@@ -12,7 +12,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['ISAS', 'TILES', 'PREFETCH_CYCLES', 'numba_target', 'wide_vectors', 'GotoConfig', 'microkernel_asm', 'count_spills',
            'cpu_caches', 'goto_blocks', 'goto_config', 'goto_isa', 'choose_config', 'goto_kernels', 'matmul_goto',
-           'rounding_bound', 'check_goto', 'bench_goto_layers']
+           'check_goto', 'bench_goto_layers']
 
 # %% ../nbs/01a_fast_matmul.ipynb #f888b7cf
 import numpy as np
@@ -21,7 +21,7 @@ from numba import njit, prange, get_num_threads, set_num_threads, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from llvmlite import ir
-from .core import time_fns, machine_info
+from .core import time_fns, machine_info, rounding_bound
 from .matmul import _run_kernel, matmul_tiled, CHECK_SHAPES
 
 # %% ../nbs/01a_fast_matmul.ipynb #3b699c46
@@ -400,13 +400,6 @@ def matmul_goto(a:torch.Tensor, # the left matrix, (m, k)
     return _run_kernel(lambda an, bn, cn: loops(an, bn, cn, cfg.kc, cfg.nc), a, b, init=np.empty)
 
 # %% ../nbs/01a_fast_matmul.ipynb #e1a0c019
-def rounding_bound(a:torch.Tensor, # the left matrix, (m, k)
-                   b:torch.Tensor, # the right matrix, (k, n)
-                  ) -> torch.Tensor:
-    "How far two computations of `a @ b` in `a`'s dtype may differ, entry by entry, whatever order each adds in: 2·k·u·(|a| @ |b|)."
-    u = torch.finfo(a.dtype).eps / 2                # the unit roundoff: 2**-24 in float32, 2**-53 in float64
-    return 2 * a.shape[1] * u * (a.abs().double() @ b.abs().double())
-
 def check_goto(cfg:GotoConfig|None=None, # the configuration to test (default: the one matmul_goto chooses)
                shapes=CHECK_SHAPES, # (m, k, n) triples
                dtype:torch.dtype=torch.float32, # dtype of the random inputs

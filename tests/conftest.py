@@ -113,3 +113,20 @@ def serve_folder(folder:Path):
     t.start()
     try: yield f'http://127.0.0.1:{srv.server_address[1]}/'
     finally: srv.shutdown(); srv.server_close(); t.join(5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Float comparisons for the property-based tests (torch imported only when they are used)
+
+def unit(dtype) -> float:
+    "The unit roundoff of `dtype`: 2**-24 for float32, 2**-53 for float64."
+    import torch
+    return torch.finfo(dtype).eps / 2
+
+def close(a, b, tol, what=''):
+    "Assert every element of `a` is within `tol` of `b` (absolute), naming the largest gap."
+    import torch
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    assert a.shape == b.shape, f'{what}: shapes {tuple(a.shape)} and {tuple(b.shape)}'
+    gap = (a - b).abs().max().item() if a.numel() else 0.
+    assert gap <= tol, f'{what}: largest difference {gap:.3g} > tolerance {tol:.3g}'

@@ -15,9 +15,9 @@ import numba
 import pytest
 import torch
 
-from mlfound.core import MACHINE_PROFILES, profile_env
+from mlfound.core import MACHINE_PROFILES, profile_env, rounding_bound
 from mlfound.fast_matmul import (ISAS, TILES, GotoConfig, choose_config, goto_blocks, goto_config, goto_isa,
-                                 matmul_goto, numba_target, rounding_bound)
+                                 matmul_goto, numba_target)
 
 HOST_AVX512 = '+64bit,+avx,+avx2,+fma,+avx512f,+avx512bw,+avx512dq,+avx512vl'
 _host = llvm.get_host_cpu_features()
@@ -83,13 +83,6 @@ def test_choose_config_follows_numba_target(monkeypatch, profile, isa):
     finally:
         monkeypatch.undo()
         numba.core.config.reload_config()
-
-
-def test_rounding_bound():
-    "The bound is 2·k·u·(|a| @ |b|): zero for k = 0, and exact products of small integers are within it."
-    a, b = torch.tensor([[1., -2.], [3., 4.]]), torch.tensor([[1.], [1.]])
-    assert torch.equal(rounding_bound(a, b), 2 * 2 * 2.0**-24 * torch.tensor([[3.], [7.]], dtype=torch.float64))
-    assert rounding_bound(torch.ones(2, 0), torch.ones(0, 3)).abs().sum() == 0
 
 
 SCRIPT = textwrap.dedent('''

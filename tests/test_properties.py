@@ -27,17 +27,10 @@ from mlfound.losses import (binary_accuracy, cross_entropy, cross_entropy_grad, 
                             multiclass_accuracy, nll, softmax)
 from mlfound.training import SGD, DataLoader, DataLoaders, Dataset, collate, fit
 
+from conftest import close, unit
+
 INT_DTYPES = [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64]
 FLOAT_DTYPES = [torch.float32, torch.float64]
-
-def unit(dtype) -> float: return torch.finfo(dtype).eps / 2   # the unit roundoff: 2**-24 for float32, 2**-53 for float64
-
-def close(a, b, tol, what=''):
-    "Assert every element of `a` is within `tol` of `b` (absolute), naming the largest gap."
-    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
-    assert a.shape == b.shape, f'{what}: shapes {tuple(a.shape)} and {tuple(b.shape)}'
-    gap = (a - b).abs().max().item() if a.numel() else 0.
-    assert gap <= tol, f'{what}: largest difference {gap:.3g} > tolerance {tol:.3g}'
 
 # ---------------------------------------------------------------------------------------------------------------
 # Losses and their gradients

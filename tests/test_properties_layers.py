@@ -30,16 +30,9 @@ from mlfound.learner import Callback, Learner, TrainCB
 from mlfound.norm import BatchNorm, LayerNorm, OneCycleCB, ShiftCB, one_cycle
 from mlfound.training import Dataset, get_dls
 
+from conftest import close, unit
+
 FLOAT_DTYPES = [torch.float32, torch.float64]
-
-def unit(dtype) -> float: return torch.finfo(dtype).eps / 2   # the unit roundoff: 2**-24 for float32, 2**-53 for float64
-
-def close(a, b, tol, what=''):
-    "Assert every element of `a` is within `tol` of `b` (absolute), naming the largest gap."
-    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
-    assert a.shape == b.shape, f'{what}: shapes {tuple(a.shape)} and {tuple(b.shape)}'
-    gap = (a - b).abs().max().item() if a.numel() else 0.
-    assert gap <= tol, f'{what}: largest difference {gap:.3g} > tolerance {tol:.3g}'
 
 def n_hooks(model:nn.Module) -> int:
     "Forward hooks (and pre-hooks) left on any module of `model`."
