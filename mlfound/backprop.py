@@ -33,7 +33,8 @@ def lin(x:Tensor, # a batch of inputs, (bs, n_in)
     return x @ w + b
 
 # %% ../nbs/03_backprop.ipynb #a3d51c9d
-def relu(x:Tensor) -> Tensor:
+def relu(x:Tensor, # any tensor
+        ) -> Tensor:
     "The rectified linear unit, `max(x, 0)` elementwise."
     return x.clamp_min(0.)
 

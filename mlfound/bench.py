@@ -10,7 +10,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['MATMULS', 'BENCHES', 'bench_matmul', 'bench_load_digits', 'bench_backprop', 'bench_dataloader', 'bench_learner',
-           'run_benchmarks']
+           'bench_conv', 'run_benchmarks']
 
 # %% ../nbs/90_bench.ipynb #e42ed21f
 import numpy as np
@@ -27,6 +27,9 @@ from .backprop import lin, relu, mse, forward_and_backward
 from .losses import multiclass_accuracy
 from .training import Dataset, DataLoader, DataLoaders, collate, mlp
 from .learner import Learner, DeviceCB, ProgressCB
+from numba import get_num_threads
+from .distributed import bench_ddp
+from .conv import conv2d, Conv2d, mnist_cnn, _conv_forward, _conv_grad_x, _conv_grad_w, PACK, GEMM, SCATTER
 
 # %% ../nbs/90_bench.ipynb #5b7a17c4
 MATMULS = {k: f for k, f in matmuls.items() if k != 'torch'} | {'goto': matmul_goto, 'torch': matmuls['torch']}   # torch last
@@ -107,7 +110,7 @@ def bench_backprop(x:torch.Tensor|None=None, # inputs, (bs, n_in); default: the 
                     'hand':                  lambda: forward_and_backward(x, y, w1, b1, w2, b2),
                     'autograd':              lambda: torch.autograd.grad(loss_func(xg), [xg, *ps]),
                     'autograd, params only': lambda: torch.autograd.grad(loss_func(x), ps)}, repeats=repeats)
-    print(f'forward and backward, batch of {len(x):,} x {n_in} -> {nh} -> 1; {machine_info()}')
+    print(f'forward and backward, batch of {len(x):,} x {n_in} -> {nh} -> 1\n{machine_info()}')
     for k, t in res.items(): print(f'  {k:<22} {t*1e3:8.1f} ms   {t/res["hand"]:5.2f}x hand')
     return res
 
@@ -142,7 +145,7 @@ def bench_dataloader(bs:int=64, # batch size
            'per_item': sps['mlfound DataLoader, per item'], 'batched': sps['mlfound DataLoader, batched']}
     res['ratio'] = res['batched'] / base
     if verbose:
-        print(f'DataLoader throughput, {len(x):,} samples of {tuple(x.shape[1:])}, bs={bs}, shuffled; {machine_info()}')
+        print(f'DataLoader throughput, {len(x):,} samples of {tuple(x.shape[1:])}, bs={bs}, shuffled\n{machine_info()}')
         for k, v in sps.items(): print(f'  {k:42s} {v:>12,.0f} samples/s  {v / base:5.2f}x')
     return res
 
@@ -201,17 +204,69 @@ def bench_learner(n_train:int=8000, # training images (the first `n_train` of th
            'learner_vs_hand_same_loader': med['Learner, torch DataLoader'] / ref,
            'learner_vs_hand_mlfound_loader': med['Learner, mlfound DataLoader'] / med['hand loop, mlfound DataLoader']}
     if verbose:
-        print(f'one epoch: {len(xt):,} training + {len(xv):,} validation images, MLP {xt.shape[1]}-{nh}-10, bs {bs}, '
-              f'torch.optim.SGD, trained on {device}; median of {repeats}; {machine_info()}')
+        print(f'one epoch: {len(xt):,} training + {len(xv):,} validation images, MLP {xt.shape[1]}-{nh}-10, bs {bs},\n'
+              f'torch.optim.SGD, trained on {device}; median of {repeats}\n{machine_info()}')
         for k, t in med.items(): print(f'  {k:32s} {t*1000:8.1f} ms  {t/ref:5.2f}x')
         print(f"Learner (mlfound DataLoader) / hand loop (torch DataLoader): {res['learner_vs_hand']:.2f}x")
         print(f"Learner / hand loop, both on torch's DataLoader:             {res['learner_vs_hand_same_loader']:.2f}x")
         print(f"Learner / hand loop, both on mlfound's DataLoader:           {res['learner_vs_hand_mlfound_loader']:.2f}x")
     return res
 
+# %% ../nbs/90_bench.ipynb #979f37f6
+def _conv_shapes(bs:int, nfs:tuple) -> list[tuple]:
+    "The input shape, weight shape, stride and padding of each `Conv2d` in `mnist_cnn(nfs)` for a batch of `bs`."
+    model, shapes = mnist_cnn(nfs), []
+    hooks = [m.register_forward_hook(lambda m, inp, out: shapes.append((tuple(inp[0].shape), tuple(m.weight.shape), m.stride, m.padding)))
+             for m in model.modules() if isinstance(m, Conv2d)]
+    with torch.no_grad(): model(torch.zeros(bs, 784))
+    for h in hooks: h.remove()
+    return shapes
+
+def _conv_fwd_bwd(f, x, w, stride, padding, g):
+    "One forward and backward pass of the convolution `f` (`conv2d` or `F.conv2d`), as in training."
+    f(x, w, None, stride, padding).backward(g)
+
+def _conv_phases(x, w, stride, padding, g, parts):
+    "The three kernels of `conv2d` (the input's gradient only where `x` needs one) with only the phases in `parts`."
+    xp = F.pad(x.detach(), (padding,) * 4)
+    _conv_forward(xp, w, None, stride, parts)
+    if x.requires_grad: _conv_grad_x(g, w, x.shape, stride, padding, parts)
+    _conv_grad_w(xp, g, w.shape, stride, parts)
+
+def bench_conv(bs:int=128, # images per batch
+               nfs:tuple=(8, 16, 32, 64, 128), # the CNN's channels (see `mlfound.conv.mnist_cnn`)
+               repeats:int=7, # timed rounds, interleaved; the median is reported
+               verbose:bool=True, # print the table
+              ) -> dict:
+    "Forward + backward of the lesson CNN's convolutions through `conv2d` and `F.conv2d`, side by side, with `conv2d`'s time in phases."
+    g = torch.Generator().manual_seed(0)
+    rows, tot = [], {'torch': 0., 'conv2d': 0.}
+    for xs, ws, s, p in _conv_shapes(bs, nfs):
+        x = torch.randn(xs, generator=g).requires_grad_(xs[1] > 1)            # the first layer's input needs no gradient
+        w = (torch.randn(ws, generator=g) / math.sqrt(ws[1] * ws[2] * ws[3])).requires_grad_()
+        gout = torch.randn(F.conv2d(x, w, None, s, p).shape, generator=g)
+        fns = {'torch': partial(_conv_fwd_bwd, F.conv2d, x, w, s, p, gout), 'conv2d': partial(_conv_fwd_bwd, conv2d, x, w, s, p, gout)}
+        fns |= {k: partial(_conv_phases, x, w, s, p, gout, v) for k, v in (('pack', PACK), ('gemm', GEMM), ('write', SCATTER), ('other', 0))}
+        t = time_fns(fns, repeats=repeats)
+        name = f'{ws[1]}→{ws[0]} {ws[2]}×{ws[3]}/{s} {xs[2]}²'
+        rows.append(dict(layer=name, **t, ratio=t['conv2d'] / t['torch']))
+        tot['torch'] += t['torch']; tot['conv2d'] += t['conv2d']
+    res = dict(rows=rows, ratio={r['layer']: r['ratio'] for r in rows}, total_ratio=tot['conv2d'] / tot['torch'], bs=bs)
+    if verbose:
+        cfg = choose_config(torch.float32)
+        print(f'forward + backward, batch of {bs}, times in ms\n{machine_info()}')
+        print(f'numba: {get_num_threads()} thread(s), targets {numba_target()[0]}, micro-kernel {cfg.name} ({cfg.mr}×{cfg.nr})')
+        print(f"{'layer':<22}{'F.conv2d':>9}{'conv2d':>9}{'ratio':>7}{'pack':>8}{'gemm':>8}{'write':>8}{'other':>8}")
+        for r in rows:
+            ph = [max(r[k] - r['other'], 0) for k in ('pack', 'gemm', 'write')] + [r['other']]
+            print(f"{r['layer']:<22}{r['torch']*1e3:>9.2f}{r['conv2d']*1e3:>9.2f}{r['ratio']:>7.2f}" + ''.join(f'{v*1e3:>8.2f}' for v in ph))
+        print(f"{'all layers':<22}{tot['torch']*1e3:>9.2f}{tot['conv2d']*1e3:>9.2f}{res['total_ratio']:>7.2f}")
+    return res
+
 # %% ../nbs/90_bench.ipynb #1986b884
 BENCHES = {'matmul': bench_matmul, 'pngs': bench_load_digits, 'backprop': bench_backprop,
-           'dataloader': bench_dataloader, 'learner': bench_learner}
+           'dataloader': bench_dataloader, 'learner': bench_learner, 'conv': bench_conv,
+           'ddp': bench_ddp}
 
 def run_benchmarks(name:str='all', # a key of `BENCHES`, or 'all'
                    options:dict|None=None, # keyword arguments for some benchmarks, by name: {'matmul': {'dtype': 'float64'}}

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06a_cli.ipynb #dff58445
 from __future__ import annotations
-import os, subprocess, sys, tempfile
+import os, statistics, subprocess, sys, tempfile, textwrap, time
 from collections.abc import Callable
 from contextlib import ExitStack
 from functools import partial
@@ -20,7 +20,7 @@ from fastcore.script import anno_parser, Param
 from .core import set_seed, def_device, MACHINE_PROFILES, THREAD_VARS, profile_env
 from .datasets import get_mnist, mnist_name, atomic_write, DownloadError, ChecksumError
 from .training import Dataset, get_dls, SGD, mlp
-from .learner import Learner, ProgressCB, RecorderCB
+from .learner import Learner, Callback, ProgressCB, RecorderCB, CheckpointCB, rank_and_world
 
 # %% ../nbs/06a_cli.ipynb #282668b8
 class UsageError(ValueError):
@@ -36,6 +36,34 @@ def _check_args(epochs, lr, bs, nh, mom, data) -> str:
     if not (isinstance(mom, (int, float)) and 0 <= mom < 1): raise UsageError(f'--mom must be in [0, 1), got {mom!r}')
     try: return mnist_name(data)
     except ValueError as e: raise UsageError(f'--data: {e}') from None
+
+# %% ../nbs/06a_cli.ipynb #ecab9227
+def _under_torchrun() -> bool:
+    "Whether `torchrun` started this process (it sets the rank and the rendezvous in the environment)."
+    return 'TORCHELASTIC_RUN_ID' in os.environ and 'RANK' in os.environ
+
+def _check_run_args(nproc, port, bs, epochs, nh, resume) -> Path|None:
+    "Raise `UsageError` for a bad `--nproc`, `--port` or `--resume`; return the checkpoint to resume from, if any."
+    from mlfound.distributed import check_port   # torch.distributed's launcher is imported only for `--nproc`
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1: raise UsageError(f'--nproc must be a positive integer, got {nproc!r}')
+    cuda = torch.cuda.is_available()
+    n_dev = torch.cuda.device_count() if cuda else (os.cpu_count() or 1)
+    if nproc > n_dev: raise UsageError(f'--nproc {nproc} is more than the {n_dev} {"GPUs" if cuda else "cores"} of this machine')
+    if nproc > 1 and _under_torchrun(): raise UsageError('--nproc: torchrun started this process and starts the others; leave --nproc out')
+    if bs % nproc: raise UsageError(f'--bs {bs} must be a multiple of --nproc {nproc}: it is the global batch, split evenly between the processes')
+    if nproc > 1:
+        try: check_port(port)
+        except ValueError as e: raise UsageError(f'--port: {e}') from None
+    if resume is None: return None
+    ck = Path(resume)/'checkpoint.pth'
+    if not ck.is_file(): raise UsageError(f'--resume: no checkpoint.pth in {str(resume)!r} (a run writes one to its --out folder after every epoch)')
+    try:
+        state = torch.load(ck, map_location='cpu', weights_only=True)
+        done, h = state['epoch'] + 1, state['model']['0.weight'].shape[0]
+    except Exception as e: raise UsageError(f'--resume: cannot read {str(ck)!r}: {type(e).__name__}') from None
+    if h != nh: raise UsageError(f'--resume: the checkpoint is of an MLP with {h} hidden units; pass --nh {h}')
+    if done >= epochs: raise UsageError(f'--resume: the checkpoint is after epoch {done} and --epochs counts all epochs: ask for more than {done}')
+    return ck
 
 # %% ../nbs/06a_cli.ipynb #1232164c
 def _prepare_out(out:Path) -> list[Path]:
@@ -75,45 +103,80 @@ def _loss_png(rec:RecorderCB, title:str) -> Callable:
     rec.plot_loss(ax, smooth=max(len(rec.losses) // 20, 2))
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    return lambda f: fig.savefig(f, format='png', dpi=100)
+    return lambda f: fig.savefig(f, format='png', dpi=200)   # 2x: sharp on high-density screens
 
 # %% ../nbs/06a_cli.ipynb #876ca63e
-def train(epochs:int=3, # number of epochs
+class _EpochTimer(Callback):
+    "The wall-clock seconds of every epoch, in `secs`."
+    def before_fit(self, learn):   self.secs = []
+    def before_epoch(self, learn): self.t0 = time.perf_counter()
+    def after_epoch(self, learn):  self.secs.append(time.perf_counter() - self.t0)
+
+def _train_run(name:str, epochs:int, lr:float, bs:int, nh:int, mom:float, out:Path, seed:int, bars:bool, resume:Path|None) -> dict|None:
+    "The training of `train`, in each of its processes: rank 0 alone prints and writes, and returns the results."
+    from mlfound.distributed import DDPCB
+    rank, world = rank_and_world()
+    x_train, y_train, x_valid, y_valid = get_mnist(name, verbose=rank == 0)
+    set_seed(seed)
+    model, rec, timer = mlp(nh=nh), RecorderCB(), _EpochTimer()
+    learn = Learner(model, get_dls(Dataset(x_train, y_train), Dataset(x_valid, y_valid), bs), F.cross_entropy,
+                    lr=lr, opt_func=partial(SGD, mom=mom),
+                    cbs=[rec, ProgressCB(bars=bars), DDPCB(seed), CheckpointCB(out/'checkpoint.pth'), timer])
+    learn.fit(epochs, resume=resume)
+    secs = statistics.median(timer.secs)   # the median: the first epoch also pays for start-up (connections, DDP's buckets)
+    if rank != 0: return None
+    loss, acc = learn.metrics['valid_loss'], learn.metrics['valid_acc']
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    paths = _write_all(out, {'model.pth': partial(torch.save, state),
+                             'loss.png':  _loss_png(rec, f'{name}: valid loss {loss:.4f}, accuracy {acc:.4f}')})
+    return {'dataset': name, 'valid_loss': loss, 'valid_acc': acc, 'model': paths[0], 'plot': paths[1],
+            'checkpoint': out/'checkpoint.pth', 'secs_per_epoch': secs, 'nproc': world}
+
+def train(epochs:int=3, # number of epochs (with --resume: of the whole run, those already done included)
           lr:float=0.1, # learning rate
-          bs:int=64, # batch size
+          bs:int=64, # batch size: the global batch, split evenly between the processes
           nh:int=50, # hidden units of the MLP
           mom:float=0.9, # SGD momentum
           data:str|None=None, # MNIST dataset: mnist or mnist_t10k (default: $MLFOUND_MNIST, else mnist)
-          out:str='runs', # output folder for model.pth and loss.png
+          out:str='runs', # output folder for model.pth, loss.png and checkpoint.pth
           seed:int=42, # random seed
           bars:bool=True, # show progress bars in a terminal (--no-bars turns them off)
+          nproc:int=1, # processes on this machine, data-parallel (gloo on CPUs, NCCL on GPUs)
+          port:int=29500, # port of the processes' rendezvous on this machine (with --nproc > 1)
+          resume:str|None=None, # folder of an earlier run: go on from its checkpoint.pth
          ) -> dict:
     "Train the MNIST MLP with the Learner, print the validation loss and accuracy, save the weights and a loss plot."
     name = _check_args(epochs, lr, bs, nh, mom, data)
+    ckpt = _check_run_args(nproc, port, bs, epochs, nh, resume)
     out = Path(out)
     created = _prepare_out(out)
+    args = (name, epochs, lr, bs, nh, mom, out, seed, bars, ckpt)
+    lead = os.environ.get('RANK', '0') == '0'   # under torchrun, the first process speaks for all
     try:
-        x_train, y_train, x_valid, y_valid = get_mnist(name, verbose=True)
-        set_seed(seed)
-        model, rec = mlp(nh=nh), RecorderCB()
-        learn = Learner(model, get_dls(Dataset(x_train, y_train), Dataset(x_valid, y_valid), bs), F.cross_entropy,
-                        lr=lr, opt_func=partial(SGD, mom=mom), cbs=[rec, ProgressCB(bars=bars)])
-        print(f'training an MLP 784-{nh}-10 for {epochs} epoch{"s" * (epochs > 1)}: lr {lr}, bs {bs}, momentum {mom}, '
-              f'device {def_device}')
-        learn.fit(epochs)
-        loss, acc = learn.metrics['valid_loss'], learn.metrics['valid_acc']
-        state = {k: v.cpu() for k, v in model.state_dict().items()}
-        paths = _write_all(out, {'model.pth': partial(torch.save, state),
-                                 'loss.png':  _loss_png(rec, f'{name}: valid loss {loss:.4f}, accuracy {acc:.4f}')})
+        if lead:
+            print(f'training an MLP 784-{nh}-10 for {epochs} epoch{"s" * (epochs > 1)}: lr {lr}, bs {bs}, momentum {mom}, '
+                  f'device {def_device}')
+            if nproc > 1: print(f'{nproc} processes on this machine, {bs // nproc} images each per step')
+            if ckpt: print(f'resuming from {ckpt}')
+            sys.stdout.flush()
+        if nproc > 1:
+            from mlfound.distributed import launch
+            res = launch(_train_run, *args, nproc=nproc, port=port)[0]
+        elif _under_torchrun():
+            from mlfound.distributed import run_in_group
+            res = run_in_group(_train_run, *args)
+        else: res = _train_run(*args)
     except BaseException:
         _remove_empty(created)
         raise
-    print(f'{name}: valid loss {loss:.4f}, valid accuracy {acc:.4f} after {epochs} epoch{"s" * (epochs > 1)}')
-    print(f'wrote {paths[0]} and {paths[1]}')
-    return {'dataset': name, 'valid_loss': loss, 'valid_acc': acc, 'model': paths[0], 'plot': paths[1]}
+    if res is None: return {}   # a process of a torchrun run other than rank 0
+    print(f'{name}: valid loss {res["valid_loss"]:.4f}, valid accuracy {res["valid_acc"]:.4f} after {epochs} epoch{"s" * (epochs > 1)} '
+          f'({res["secs_per_epoch"]:.3f}s/epoch)')
+    print(f'wrote {res["model"]} and {res["plot"]} (and {res["checkpoint"]} after every epoch)')
+    return res
 
 # %% ../nbs/06a_cli.ipynb #e82a2ff4
-BENCH_NAMES = ('matmul', 'pngs', 'backprop', 'dataloader', 'learner')   # the keys of `mlfound.bench.BENCHES`
+BENCH_NAMES = ('matmul', 'pngs', 'backprop', 'dataloader', 'learner', 'conv', 'ddp')   # the keys of `mlfound.bench.BENCHES`
 _BENCH_NAME = Param('which benchmark', str, opt=False, nargs='?', choices=['all', *BENCH_NAMES])
 _ISA = Param('rerun in a new process under this machine profile (numba and PyTorch held to its instruction set)', str,
              choices=list(MACHINE_PROFILES))
@@ -135,7 +198,8 @@ def _bench_in_profile(argv:list[str], # the arguments of `mlfound bench` for the
     replaced = {k for p in MACHINE_PROFILES.values() for k in p} | (set(THREAD_VARS) if threads else set())
     env = profile_env(isa, threads, base={k: v for k, v in os.environ.items() if k not in replaced})   # the profile wins
     shown = [k for k in dict.fromkeys([*MACHINE_PROFILES[isa], *THREAD_VARS]) if k in env and k != 'NUMBA_CPU_FEATURES']
-    print(f'== machine profile {isa}: ' + (' '.join(f'{k}={env[k]}' for k in shown) or 'the host as it is'), flush=True)
+    print(textwrap.fill(f'== machine profile {isa}: ' + (' '.join(f'{k}={env[k]}' for k in shown) or 'the host as it is'), 88,
+                        subsequent_indent='   ', break_long_words=False, break_on_hyphens=False), flush=True)
     r = subprocess.run([sys.executable, '-m', 'mlfound.cli', 'bench', *argv], env=env)
     if r.returncode: raise SystemExit(r.returncode)
 
@@ -161,7 +225,7 @@ def bench(name:_BENCH_NAME='all',
 COMMANDS = {'train': train, 'bench': bench}
 
 def _usage() -> str:
-    cmds = '\n'.join(f'  {k:8s} {f.__doc__}' for k, f in COMMANDS.items())
+    cmds = '\n'.join(textwrap.fill(f.__doc__, 88, initial_indent=f'  {k:8s} ', subsequent_indent=' ' * 11) for k, f in COMMANDS.items())
     return (f'usage: mlfound <command> [options]\n\ncommands:\n{cmds}\n\n'
             f'Run `mlfound <command> --help` for the options of a command.')
 
@@ -191,6 +255,10 @@ def main(argv:list[str]|None=None, # the arguments (default: `sys.argv[1:]`)
         return 2
     except (DownloadError, ChecksumError) as e:
         print(f'mlfound {cmd}: error: {e}', file=sys.stderr)
+        return 1
+    except RuntimeError as e:
+        if type(e).__name__ != 'WorkerError': raise   # `mlfound.distributed` is imported only for `--nproc`
+        print(f'mlfound {cmd}: error: {e}; model.pth and loss.png were not written', file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f'mlfound {cmd}: interrupted; nothing was written', file=sys.stderr)

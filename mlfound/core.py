@@ -4,13 +4,13 @@
 
 # %% ../nbs/00_core.ipynb #d84e533b
 from __future__ import annotations
-import os, random, statistics, time
+import inspect, os, random, re, statistics, time
 from collections.abc import Callable
 from functools import partial
 
 # %% auto #0
 __all__ = ['def_device', 'HASWELL_FEATURES', 'MACHINE_PROFILES', 'THREAD_VARS', 'set_seed', 'default_device', 'to_device',
-           'time_fns', 'time_fn', 'machine_info', 'rounding_bound', 'profile_env']
+           'time_fns', 'time_fn', 'machine_info', 'rounding_bound', 'profile_env', 'DocTable']
 
 # %% ../nbs/00_core.ipynb #38ace00e
 import numpy as np
@@ -34,7 +34,9 @@ def default_device() -> torch.device:
 def_device = default_device()
 
 # %% ../nbs/00_core.ipynb #c80ce017
-def to_device(x, device=None):
+def to_device(x, # a tensor, or a list, tuple or dict of them (nested); anything else is returned as it is
+              device:torch.device|str|None=None, # where to move it (default: `def_device`)
+             ):
     "Move a tensor, or a list, tuple or dict of tensors, to `device` (default: `def_device`)."
     device = def_device if device is None else device
     if isinstance(x, torch.Tensor): return x.to(device)
@@ -107,3 +109,110 @@ def profile_env(name:str, # a key of `MACHINE_PROFILES`
         # waits for a scheduler slice (08_norm took 32 s instead of 20 s with 3 threads on 2 cores)
         if threads > (os.cpu_count() or 1): env.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
     return env
+
+# %% ../nbs/00_core.ipynb #doc-table
+def _md_code(s:str) -> str:
+    "`s` as inline code that is safe inside a Markdown table cell (no `|` or Markdown syntax can leak out)."
+    s = re.sub(r'([\\`*_\[\]])', r'\\\1', s)             # Markdown syntax first, then the HTML and the table's `|`
+    return '<code>' + s.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;').replace('|', '&#124;') + '</code>'
+
+def _fmt_anno(a, g:dict) -> str:
+    "An annotation as written in the source (`nn.Module`, `int|None`); a private alias is looked up in `g`."
+    if a is inspect.Parameter.empty: return ''
+    if isinstance(a, str):
+        if not a.startswith('_'): return re.sub(r'\s*\|\s*', '|', a)
+        a = g.get(a, inspect.Parameter.empty)            # e.g. a fastcore.script `Param` kept in a private name
+    if type(a).__name__ == 'Param': return _fmt_anno(getattr(a, 'type', None) or inspect.Parameter.empty, g)
+    if isinstance(a, type): return a.__qualname__ if a.__module__ == 'builtins' else f'{a.__module__.split(".")[0]}.{a.__qualname__}'
+    return re.sub(r'\s*\|\s*', '|', re.sub(r'\b(typing|collections\.abc)\.', '', inspect.formatannotation(a)))
+
+def _fmt_default(d) -> str:
+    "A default value as a reader would type it: names for functions and classes, `partial(f, x=1)` for partials."
+    if d is inspect.Parameter.empty: return ''
+    if isinstance(d, partial):
+        args = [_fmt_default(d.func)] + [_fmt_default(a) for a in d.args] + [f'{k}={_fmt_default(v)}' for k, v in d.keywords.items()]
+        return f'partial({", ".join(args)})'
+    if inspect.isclass(d) or inspect.isfunction(d) or inspect.isbuiltin(d): return d.__qualname__
+    r = repr(d)
+    return type(d).__name__ + '()' if re.search(r' at 0x[0-9a-f]+>', r) else r
+
+def _line_docment(f, name:str) -> str:
+    "The comment ending the source line of parameter `name` (`*name`, `**name`, or one of `m, k, n, # ...`)."
+    try: src = inspect.getsource(f)
+    except (OSError, TypeError): return ''
+    m = re.search(rf'(?<![\w.])\*{{0,2}}{name}\b\s*[:=,)][^#\n]*#\s*(.+)', src.split('"', 1)[0])
+    return m.group(1).strip() if m else ''
+
+class DocTable:
+    "Renders `show_doc` as a signature, the docstring, and a table of the parameters' types, defaults and docments."
+    def __init__(self, sym, # the function, class or method to document
+                 name:str|None=None, # the name to show (default: its qualified name)
+                 title_level:int=3, # the heading level of the entry
+                 width:int=76, # wrap the signature at this many characters (a code line of the body column)
+                ):
+        self.sym, self.title_level, self.width = sym, title_level, width
+        self.nm = name or getattr(sym, '__qualname__', getattr(sym, '__name__', str(sym)))
+
+    def params(self) -> list[tuple[str, str, str, str]]:
+        "(name, type, default, docment) for each parameter, `self` left out, then ('Returns', type, '', docment)."
+        from fastcore.docments import docments
+        f = self.sym.__init__ if inspect.isclass(self.sym) else self.sym
+        sig, g = inspect.signature(self.sym), getattr(f, '__globals__', {})   # a class's signature has no `self`
+        try: docs = docments(self.sym, returns=True)
+        except Exception: docs = {}
+        out = []
+        ps = list(sig.parameters.values())
+        for p in ps[1:] if ps and ps[0].name in ('self', 'cls') else ps:    # a method's `self`
+            star = {p.VAR_POSITIONAL: '*', p.VAR_KEYWORD: '**'}.get(p.kind, '')
+            a = g.get(p.annotation) if isinstance(p.annotation, str) and p.annotation.startswith('_') else p.annotation
+            help_ = getattr(a, 'help', None) if type(a).__name__ == 'Param' else None   # fastcore.script's Param(help, type)
+            out.append((star + p.name, _fmt_anno(p.annotation, g), _fmt_default(p.default),
+                        docs.get(p.name) or help_ or _line_docment(f, p.name)))
+        ret = '' if inspect.isclass(self.sym) else _fmt_anno(sig.return_annotation, g)
+        if ret and ret != 'None' or docs.get('return'): out.append(('Returns', ret, '', docs.get('return') or ''))
+        return out
+
+    def signature(self) -> str:
+        "`def name(a:int=1, ...)->type`, wrapped at `width` characters."
+        ps = [p for p in self.params() if p[0] != 'Returns']
+        parts = [n + (f':{t}' if t else '') + (f'={d}' if d else '') for n, t, d, _ in ps]
+        ret = next((t for n, t, _, _ in self.params() if n == 'Returns' and t), '')
+        head = f"{'class' if inspect.isclass(self.sym) else 'def'} {self.nm.split('.')[-1]}("
+        tail = ')' + (f'->{ret}' if ret else '')
+        lines, cur = [], head
+        for i, s in enumerate(parts):
+            s += ', ' if i < len(parts) - 1 else ''
+            last = len(tail) if i == len(parts) - 1 else 0      # the closing `)->type` stays on the last line
+            if len(cur) + len(s.rstrip()) + last > self.width and cur != head: lines.append(cur.rstrip()); cur = '    '
+            cur += s
+        return '\n'.join(lines + [cur + tail])
+
+    def table(self) -> str:
+        "The Markdown table of parameters (columns that would be empty left out), or '' if there is nothing to show."
+        rows = self.params()
+        if not any(doc for *_, doc in rows): return ''
+        cols = [i for i in (1, 2, 3) if any(r[i] for r in rows)]
+        hdr = ['', 'Type', 'Default', 'Details']
+        md = ['| | ' + ' | '.join(f'**{hdr[i]}**' for i in cols) + ' |', '|' + '---|' * (len(cols) + 1)]
+        for r in rows:
+            name = '**Returns**' if r[0] == 'Returns' else _md_code(r[0])
+            cells = [(_md_code(r[i]) if r[i] else '') if i < 3 else r[3].replace('|', '\\|').replace('\n', ' ') for i in cols]
+            md.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+        return '::: {.doc-params}\n' + '\n'.join(md) + '\n:::'
+
+    def _repr_markdown_(self) -> str:
+        try: sig = self.signature()
+        except (TypeError, ValueError):                     # no signature to read: nbdev's own rendering
+            from nbdev.showdoc import BasicMarkdownRenderer
+            return BasicMarkdownRenderer(self.sym, name=self.nm, title_level=self.title_level)._repr_markdown_()
+        md = '---\n\n'
+        try:
+            from nbdev.doclinks import NbdevLookup
+            mod = getattr(self.sym, '__module__', None)
+            src = NbdevLookup().code(self.nm if mod in (None, '__main__', 'builtins') else f'{mod}.{self.nm}')
+        except Exception: src = None
+        if src: md += f'[source]({src}){{target="_blank" style="float:right; font-size:smaller"}}\n\n'
+        md += f"{'#' * self.title_level} {self.nm}\n\n```python\n{sig}\n```\n\n"
+        doc = inspect.getdoc(self.sym) or ''
+        if doc: md += re.sub(r'^(\s*)(.+)', r'\1*\2*', doc, count=1) + '\n\n'
+        return md + self.table()

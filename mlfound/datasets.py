@@ -163,14 +163,16 @@ MNIST_MIRRORS = ['https://ossci-datasets.s3.amazonaws.com/mnist/',
                  'http://yann.lecun.com/exdb/mnist/']
 
 # %% ../nbs/00_datasets.ipynb #3a6e45fc
-def mnist_file(fname:str) -> Path:
+def mnist_file(fname:str, # a key of `MNIST_FILES`, e.g. 't10k-images-idx3-ubyte.gz'
+              ) -> Path:
     "The verified path of one official MNIST file, downloading it if needed."
     return fetch(fname, MNIST_FILES[fname], MNIST_MIRRORS, data_dir()/'mnist')
 
 # %% ../nbs/00_datasets.ipynb #c9a4b1d3
 MNIST_DATASETS = ('mnist', 'mnist_t10k')
 
-def mnist_name(name:str|None=None) -> str:
+def mnist_name(name:str|None=None, # 'mnist', 'mnist_t10k', or None for the default
+              ) -> str:
     "Resolve a dataset name: `name`, else `$MLFOUND_MNIST`, else `'mnist'`; unknown names raise."
     name = name or os.environ.get(MNIST_ENV) or 'mnist'
     if name not in MNIST_DATASETS:

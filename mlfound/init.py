@@ -366,7 +366,7 @@ def color_dim(self:ActivationStats,
     for i, (ax, f) in enumerate(zip(axs, frac)):
         ax.imshow(f.T.clamp_min(1e-5).log10(), origin='lower', aspect='auto', interpolation='nearest',
                   cmap=_plt().get_cmap('viridis', 10), vmin=-5, vmax=0, extent=(0, f.shape[0], 0, self.hmax))
-        ax.set_title(f'module {i}', fontsize=9); ax.tick_params(labelsize=7)
+        ax.set_title(f'module {i}', fontsize=9); ax.tick_params(labelsize=8)
     for ax in axs[-min(len(axs), 3):]: ax.set_xlabel('batch', fontsize=8)
     for ax in axs[::3]: ax.set_ylabel('|a|', fontsize=8)
     fig.tight_layout()

@@ -4,21 +4,26 @@
 
 # %% ../nbs/06_learner.ipynb #5ba900d3
 from __future__ import annotations
-import copy, math, sys, warnings
+import copy, math, random, sys, warnings
 from collections.abc import Callable, Iterable
 from functools import partial
+from pathlib import Path
 
 # %% auto #0
 __all__ = ['Callback', 'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'Learner', 'TrainCB',
-           'SingleBatchCB', 'MetricsCB', 'DeviceCB', 'ProgressCB', 'get_lr', 'set_lr', 'RecorderCB', 'LRFinderCB']
+           'SingleBatchCB', 'rank_and_world', 'MetricsCB', 'DeviceCB', 'ProgressCB', 'get_lr', 'set_lr', 'RecorderCB',
+           'LRFinderCB', 'rng_states', 'set_rng_states', 'CheckpointCB']
 
 # %% ../nbs/06_learner.ipynb #2456f0a1
+import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 import torch.nn.functional as F
 import fastprogress.fastprogress as fp
 from fastcore.basics import patch
 from .core import def_device, to_device
+from .datasets import atomic_write
 from .losses import multiclass_accuracy
 from .training import SGD, _whole
 
@@ -74,7 +79,7 @@ class Learner:
         cbs = _as_cbs(cbs)
         dflt = [c() for c in (self.default_cbs if defaults else ()) if not any(isinstance(cb, c) for cb in cbs)]
         self.cbs, self.opt, self.metrics, self._hooks = dflt + cbs, None, {}, {}
-        self.epochs = self.epoch = self.iter = 0
+        self.epochs = self.epoch = self.iter = self.first_epoch = 0
         self.training, self.dl, self.batch, self.preds, self.loss = False, None, None, None, None
 
     def fit(self,
@@ -83,6 +88,7 @@ class Learner:
             valid:bool=True, # run the validation pass of each epoch
             cbs:Iterable[Callback]|None=None, # callbacks (or callback classes) for this fit only
             lr:float|None=None, # learning rate for this fit (default: `self.lr`)
+            resume:str|Path|None=None, # a checkpoint (`save_checkpoint`, `CheckpointCB`): continue with the epoch after its own
            ):
         "Train for `epochs`, each a training pass and a validation pass, calling the callbacks at every stage; `cleanup_fit` always runs."
         epochs = _whole(epochs, 'epochs')
@@ -92,8 +98,12 @@ class Learner:
         try:
             self._hooks = self._collect_hooks()
             try:
-                self.epochs = epochs
+                self.epochs, self.first_epoch = epochs, 0
                 self.opt = self.opt_func(self.model.parameters(), self.lr if lr is None else lr)
+                if resume is not None:   # `epochs` counts them all: a checkpoint after epoch 0 and epochs=3 leaves 2 to run
+                    self.first_epoch = self.load_checkpoint(resume) + 1
+                    if self.first_epoch > epochs: raise ValueError(f'the checkpoint {str(resume)!r} is after epoch '
+                        f'{self.first_epoch} of training, more than the {epochs} epochs asked for: ask for more epochs')
                 self._with_events('fit', partial(self._do_fit, train, valid))
             finally: self.callback('cleanup_fit')   # however the fit ended: normally, cancelled, an error, Ctrl-C
         finally:   # what the fit added goes: its callbacks, their hooks, the autograd graph of the last batch
@@ -130,7 +140,7 @@ class Learner:
         self.callback(f'after_{stage}')
 
     def _do_fit(self, train, valid):
-        for self.epoch in range(self.epochs): self._with_events('epoch', partial(self._do_epoch, train, valid))
+        for self.epoch in range(self.first_epoch, self.epochs): self._with_events('epoch', partial(self._do_epoch, train, valid))
 
     def _do_epoch(self, train, valid):
         if train: self._one_pass(True)
@@ -180,6 +190,18 @@ def _batch_value(v, name:str) -> torch.Tensor:
     try: return torch.tensor(float(v))
     except (TypeError, ValueError): raise TypeError(f'metric {name!r} should return a number or a 0-d tensor, got {type(v).__name__}') from None
 
+def rank_and_world() -> tuple[int, int]:
+    "This process's rank and the number of processes: `(0, 1)` unless a `torch.distributed` process group is running."
+    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+def _sum_over_processes(t:torch.Tensor) -> torch.Tensor:
+    "The sum of `t` over all processes (`all_reduce`), on a device the process group's backend can use."
+    if rank_and_world()[1] == 1: return t
+    out = t.cuda() if dist.get_backend() == 'nccl' else t   # NCCL reduces CUDA tensors only
+    dist.all_reduce(out)
+    return out.to(t.device)
+
 class MetricsCB(Callback):
     "The loss and metrics of each epoch's training and validation passes, as means weighted by batch size, in `learn.metrics`."
     order = 10
@@ -200,12 +222,14 @@ class MetricsCB(Callback):
         for k, f in self.metrics.items(): self.vals[k].append(_batch_value(f(preds, yb), k))
 
     def _summarise(self, learn):
-        if not self.ns: return
-        pre = 'train' if learn.training else 'valid'
-        ns = torch.tensor(self.ns, dtype=torch.float32, device=self.losses[0].device)
-        def wmean(xs): return ((torch.stack([x.to(ns.device) for x in xs]).float() * ns).sum() / ns.sum()).item()
-        learn.metrics[f'{pre}_loss'] = wmean(self.losses)
-        for k, xs in self.vals.items(): learn.metrics[f'{pre}_{k}'] = wmean(xs)
+        if not self.ns and rank_and_world()[1] == 1: return   # several processes: each takes part, even with no batch
+        ns = torch.tensor(self.ns, dtype=torch.float64)
+        def total(xs): return (torch.stack(xs).cpu().double() * ns).sum() if xs else torch.zeros((), dtype=torch.float64)
+        # sum of n * batch mean for the loss and each metric, and the count: summed over the processes, in float64
+        sums = _sum_over_processes(torch.stack([total(self.losses), *map(total, self.vals.values()), ns.sum()]))
+        if sums[-1] == 0: return
+        pre, means = 'train' if learn.training else 'valid', (sums[:-1] / sums[-1]).tolist()
+        for k, v in zip(['loss', *self.vals], means): learn.metrics[f'{pre}_{k}'] = v
     after_train = after_valid = _summarise
 
 # %% ../nbs/06_learner.ipynb #2fdb8e23
@@ -230,6 +254,7 @@ class ProgressCB(Callback):
                 ):
         self.bars, self.plot, self.plot_every = bars, plot, plot_every
         self.mbar = self.pbar = None
+        self.quiet = False
 
     def can_show(self) -> bool:
         "Whether fastprogress can show bars here: in a notebook, or on a terminal."
@@ -238,7 +263,8 @@ class ProgressCB(Callback):
     def before_fit(self, learn):
         self.mbar, self.pbar, self.header = None, None, None
         self.losses, self.valid_losses = [], []
-        if self.bars and learn.epochs > 0 and self.can_show():
+        self.quiet = rank_and_world()[0] != 0   # of several processes, rank 0 alone shows anything
+        if self.bars and learn.epochs > 0 and not self.quiet and self.can_show():
             self.mbar = fp.master_bar(range(learn.epochs))
             self.mbar.update(0)
 
@@ -262,6 +288,7 @@ class ProgressCB(Callback):
     after_train = after_valid = _end_bar
 
     def after_epoch(self, learn):
+        if self.quiet: return
         m = learn.metrics
         if 'valid_loss' in m: self.valid_losses.append(m['valid_loss'])
         if self.plot: self._plot(learn)
@@ -427,15 +454,20 @@ del lr_find   # @patch put it in the class; the name it leaves here is not the f
 def _model_device(model:nn.Module) -> torch.device:
     return next(iter(model.parameters()), torch.empty(0)).device
 
+def _unwrap(model:nn.Module) -> nn.Module:
+    "The model inside a `DistributedDataParallel` wrapper, or `model` itself."
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
 @patch
 def save(self:Learner, path): # file to write
-    "Save the model's weights (its `state_dict`) to `path` with `torch.save`."
-    torch.save(self.model.state_dict(), path)
+    "Save the model's weights (its `state_dict`) to `path` with `torch.save`, whole or not at all, from rank 0 alone."
+    if rank_and_world()[0] != 0: return
+    with atomic_write(path) as f: torch.save(_unwrap(self.model).state_dict(), f)
 
 @patch
 def load(self:Learner, path): # file written by `save`
     "Load weights saved by `save` into the model."
-    self.model.load_state_dict(torch.load(path, map_location=_model_device(self.model), weights_only=True))
+    _unwrap(self.model).load_state_dict(torch.load(path, map_location=_model_device(self.model), weights_only=True))
     return self
 
 @patch
@@ -454,3 +486,62 @@ def get_preds(self:Learner,
     return torch.cat(preds).cpu(), torch.cat(targs)
 
 del save, load, get_preds   # patched into Learner; the names @patch leaves here are not the functions
+
+# %% ../nbs/06_learner.ipynb #aaa1c48a
+def _generators(dls) -> list[torch.Generator]:
+    "The generators the loaders of `dls` shuffle with, if they have their own: ours (`batch_sampler.sampler`) and PyTorch's."
+    gens = []
+    for dl in (getattr(dls, 'train', None), getattr(dls, 'valid', None)):
+        for o in (getattr(getattr(dl, 'batch_sampler', None), 'sampler', None), getattr(dl, 'sampler', None), dl):
+            g = getattr(o, 'generator', None)
+            if isinstance(g, torch.Generator) and not any(g is h for h in gens): gens.append(g)
+    return gens
+
+def rng_states(dls=None, # the DataLoaders whose own generators to include
+              ) -> dict:
+    "The state of every random number generator training draws from: PyTorch's (CPU and CUDA), NumPy's, Python's, the loaders'."
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            'numpy': (torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),   # tensors and numbers: weights_only loads them
+            'python': random.getstate(), 'loaders': [g.get_state() for g in _generators(dls)]}
+
+def set_rng_states(st:dict, # what `rng_states` returned
+                   dls=None, # the DataLoaders whose own generators to restore
+                  ):
+    "Put every random number generator back in the state `rng_states` recorded."
+    torch.set_rng_state(st['torch'])
+    if st['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
+    keys, pos, has_gauss, gauss = st['numpy']
+    np.random.set_state(('MT19937', keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(st['python'])
+    gens = _generators(dls)
+    if len(gens) != len(st['loaders']): raise ValueError(f'the checkpoint has {len(st["loaders"])} loader generators, these loaders {len(gens)}')
+    for g, s in zip(gens, st['loaders']): g.set_state(s)
+
+@patch
+def save_checkpoint(self:Learner, path): # file to write
+    "Write the model, the optimiser's state, `self.epoch` and the RNG states to `path`, atomically, from rank 0 alone."
+    if rank_and_world()[0] != 0: return
+    state = {'model': {k: v.cpu() for k, v in _unwrap(self.model).state_dict().items()}, 'opt': self.opt.state_dict(),
+             'epoch': self.epoch, 'rng': rng_states(self.dls)}
+    with atomic_write(path) as f: torch.save(state, f)
+
+@patch
+def load_checkpoint(self:Learner,
+                    path, # file written by `save_checkpoint`
+                   ) -> int:
+    "Restore the model, the optimiser (made if there is none), and the RNG states from `path`; return the epoch it was saved after."
+    ck = torch.load(path, map_location='cpu', weights_only=True)
+    _unwrap(self.model).load_state_dict(ck['model'])
+    if self.opt is None: self.opt = self.opt_func(self.model.parameters(), self.lr)
+    self.opt.load_state_dict(ck['opt'])
+    set_rng_states(ck['rng'], self.dls)
+    return ck['epoch']
+
+class CheckpointCB(Callback):
+    "After every epoch, write a checkpoint (`Learner.save_checkpoint`) to `path`: resume with `fit(epochs, resume=path)`."
+    order = 30   # after MetricsCB and ProgressCB have finished the epoch
+    def __init__(self, path:str|Path): self.path = Path(path) # file to write (replaced every epoch)
+    def after_epoch(self, learn): learn.save_checkpoint(self.path)
+
+del save_checkpoint, load_checkpoint   # patched into Learner

@@ -7,15 +7,21 @@ from __future__ import annotations
 import torch
 
 # %% auto #0
-__all__ = ['logsumexp', 'log_softmax', 'softmax', 'nll', 'cross_entropy', 'cross_entropy_grad', 'binary_accuracy',
-           'multiclass_accuracy']
+__all__ = ['float32_if_half', 'logsumexp', 'log_softmax', 'softmax', 'nll', 'cross_entropy', 'cross_entropy_grad',
+           'binary_accuracy', 'multiclass_accuracy']
 
 # %% ../nbs/04_softmax_nll.ipynb #609e6acd
+def float32_if_half(x:torch.Tensor, # any tensor
+                   ) -> torch.Tensor:
+    "`x` in float32 if it is float16 or bfloat16, else as it is: reductions keep float32's precision under autocast."
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
 def logsumexp(x:torch.Tensor, # scores (logits): a float tensor of any shape
               dim:int=-1, # the dimension to reduce
               keepdim:bool=False, # keep `dim` as a dimension of size 1
              ) -> torch.Tensor:
     "$\\log \\sum_j e^{x_j}$ along `dim`, computed stably by factoring out the maximum."
+    x = float32_if_half(x)   # a sum of exponentials in bfloat16 keeps 8 significant bits
     m = x.amax(dim, keepdim=True)
     m = torch.where(m.isinf(), torch.zeros_like(m), m)   # an infinite max would give inf - inf = nan
     out = m + (x - m).exp().sum(dim, keepdim=True).log()
@@ -26,6 +32,7 @@ def log_softmax(x:torch.Tensor, # scores (logits): a float tensor of any shape
                 dim:int=-1, # the dimension that holds the classes
                ) -> torch.Tensor:
     "The log of the softmax of `x` along `dim`: $x_i - \\log\\sum_j e^{x_j}$, stable for large scores."
+    x = float32_if_half(x)
     return x - logsumexp(x, dim, keepdim=True)
 
 # %% ../nbs/04_softmax_nll.ipynb #808162b2
@@ -33,6 +40,7 @@ def softmax(x:torch.Tensor, # scores (logits): a float tensor of any shape
             dim:int=-1, # the dimension that holds the classes
            ) -> torch.Tensor:
     "Probabilities $e^{x_i} / \\sum_j e^{x_j}$ along `dim`, computed after subtracting the maximum."
+    x = float32_if_half(x)
     e = (x - x.amax(dim, keepdim=True)).exp()
     return e / e.sum(dim, keepdim=True)
 
@@ -59,7 +67,7 @@ def _check_targ(inp:torch.Tensor, # class scores or log-probabilities, (N, C)
     return targ
 
 # %% ../nbs/04_softmax_nll.ipynb #c4861bfe
-def _nll(inp, targ): return -inp[torch.arange(len(targ), device=targ.device), targ].mean()
+def _nll(inp, targ): return -float32_if_half(inp)[torch.arange(len(targ), device=targ.device), targ].mean()
 
 # %% ../nbs/04_softmax_nll.ipynb #864a953b
 def nll(inp:torch.Tensor, # log-probabilities, float (N, C)
@@ -81,6 +89,7 @@ def cross_entropy_grad(logits:torch.Tensor, # raw scores, float (N, C)
                       ) -> torch.Tensor:
     "Gradient of `cross_entropy(logits, targ)` with respect to `logits`: `(softmax(logits) - one_hot(targ)) / N`."
     targ = _check_targ(logits, targ, 'logits')
+    logits = float32_if_half(logits)
     one_hot = torch.zeros_like(logits)
     one_hot[torch.arange(len(targ), device=targ.device), targ] = 1.
     return (softmax(logits) - one_hot) / len(targ)

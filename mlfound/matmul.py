@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_matmul.ipynb #00a74090
 from __future__ import annotations
-import math
+import math, textwrap
 from collections.abc import Callable
 from functools import partial
 
@@ -263,7 +263,8 @@ def ladder_table(rows:list[dict], # the rows of time_matmuls for one size
                  note:str='', # more to say in the header (e.g. numba's target)
                 ) -> str:
     "Format the rows of `time_matmuls` as a text table, with the machine in the header."
-    lines = [f"{rows[0]['size']}  ({machine_info()}; numba {get_num_threads()} threads{'; ' + note if note else ''})",
+    head = f"{rows[0]['size']}  ({machine_info()}; numba {get_num_threads()} threads{'; ' + note if note else ''})"
+    lines = [*textwrap.wrap(head, 90, subsequent_indent='  '),    # the machine on as many lines as it takes
              f"{'implementation':<14}{'time/call':>12}{'GFLOP/s':>10}{'× loops':>10}{'time/torch':>12}"]
     for r in rows:
         if r['seconds'] is None: lines.append(f"{r['name']:<14}{'skipped: too slow at this size':>44}"); continue

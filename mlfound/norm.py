@@ -19,6 +19,7 @@ from .datasets import get_mnist, mnist_name
 from .training import Dataset, get_dls, SGD
 from .learner import Learner, Callback, TrainCB, DeviceCB, MetricsCB, ProgressCB, set_lr
 from .init import init_weights, normalize, deep_mlp
+from .losses import float32_if_half
 
 # %% ../nbs/08_norm.ipynb #a5e87ec2
 def _check_nf(nf, who):
@@ -62,6 +63,7 @@ class BatchNorm(nn.Module):
             if n < 2: raise ValueError(f'BatchNorm: in training mode each feature needs more than one value to have a variance, '
                                        f'got input of shape {tuple(x.shape)}; use a batch of at least 2, or call .eval() '
                                        'to normalise with the running statistics')
+            x = float32_if_half(x)   # under autocast: statistics in float32, not in bfloat16's 8 significant bits
             var, mean = torch.var_mean(x, axes, correction=0)          # biased: the batch's own variance
             with torch.no_grad():
                 self.num_batches_tracked += 1
@@ -69,7 +71,7 @@ class BatchNorm(nn.Module):
                 r = self.running_mean.dtype
                 self.running_mean.lerp_(mean.to(r), w)                  # r + w (mean - r) = (1 - w) r + w mean
                 self.running_var.lerp_((var * n / (n - 1)).to(r), w)    # unbiased estimate of the population's
-        else: mean, var = self.running_mean, self.running_var
+        else: x, mean, var = float32_if_half(x), self.running_mean, self.running_var
         x_hat = (x - mean.view(shape)) / (var.view(shape) + self.eps).sqrt()
         return x_hat * self.weight.view(shape) + self.bias.view(shape)
 
@@ -99,6 +101,7 @@ class LayerNorm(nn.Module):
         if x.ndim < 1 or x.shape[-1] != self.nf:
             raise ValueError(f'LayerNorm({self.nf}): expected input of shape (..., {self.nf}), got {tuple(x.shape)} '
                              '(the features are the last axis: for channels first, (N, C, ...), use BatchNorm or move them last)')
+        x = float32_if_half(x)   # under autocast: statistics in float32
         var, mean = torch.var_mean(x, -1, keepdim=True, correction=0)   # (..., 1): one per sample
         return (x - mean) / (var + self.eps).sqrt() * self.weight + self.bias
 
@@ -138,7 +141,11 @@ class OneCycleCB(Callback):
         if n is None:
             try: n = learn.epochs * len(learn.dls.train)
             except TypeError: raise ValueError('OneCycleCB: the training loader has no len(): pass n_batches') from None
-        self.total, self.i, self.lrs = max(n, 1), 0, []
+        start = 0
+        if first := getattr(learn, 'first_epoch', 0):   # resumed from a checkpoint (`fit(resume=...)`): go on from there
+            try: start = first * len(learn.dls.train)
+            except TypeError: raise ValueError('OneCycleCB: cannot resume, the training loader has no len()') from None
+        self.total, self.i, self.lrs = max(n, 1), start, []
 
     def before_batch(self, learn):
         if not learn.training: return

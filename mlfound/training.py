@@ -59,6 +59,14 @@ class Optimizer:
         "Forget the gradients by setting them to `None`, as PyTorch does by default; the next `backward` starts afresh."
         for p in self.params: p.grad = None
 
+    def state_dict(self) -> dict:
+        "The hyper-parameters and any per-parameter state (keyed by position in `params`), for a checkpoint."
+        return {'lr': self.lr}
+
+    def load_state_dict(self, sd:dict): # a dict made by `state_dict`
+        "Restore what `state_dict` returned, into an optimiser over the same parameters."
+        self.lr = sd['lr']
+
 # %% ../nbs/05_training.ipynb #c2a0bc54
 class SGD(Optimizer):
     "Stochastic gradient descent with optional L2 weight decay and momentum, as `torch.optim.SGD`."
@@ -72,6 +80,19 @@ class SGD(Optimizer):
         if not 0 <= mom < 1: raise ValueError(f'mom should be in [0, 1), got {mom}')
         if wd < 0: raise ValueError(f'wd should be non-negative, got {wd}')
         self.mom, self.wd, self.state = mom, wd, {}
+
+    def state_dict(self) -> dict:
+        "`lr`, `mom`, `wd` and the momentum buffers, keyed by the position of their parameter in `params`."
+        return super().state_dict() | {'mom': self.mom, 'wd': self.wd,
+                                       'state': {i: self.state[p].clone() for i, p in enumerate(self.params) if p in self.state}}
+
+    def load_state_dict(self, sd:dict): # a dict made by `SGD.state_dict`
+        "Restore the hyper-parameters and momentum buffers saved by `state_dict`."
+        if any(i >= len(self.params) for i in sd['state']):
+            raise ValueError(f'the saved optimiser state has {max(sd["state"]) + 1}+ parameters, this one {len(self.params)}')
+        super().load_state_dict(sd)
+        self.mom, self.wd = sd['mom'], sd['wd']
+        self.state = {self.params[i]: v.to(self.params[i].device).clone() for i, v in sd['state'].items()}
 
     def opt_step(self, p:torch.Tensor):
         g = p.grad if self.wd == 0 else p.grad + self.wd * p
@@ -230,7 +251,7 @@ class DataLoaders:
             if (dl is not None or name == 'train') and not isinstance(dl, Iterable):
                 raise TypeError(f'DataLoaders: {name} should be an iterable of batches (a DataLoader), got {type(dl).__name__}')
         self.train, self.valid = train, valid
-    def __repr__(self): return f'{type(self).__name__}(train={self.train!r}, valid={self.valid!r})'
+    def __repr__(self): return f'{type(self).__name__}(\n  train={self.train!r},\n  valid={self.valid!r})'
 
 def get_dls(train_ds, # the training dataset, shuffled every epoch
             valid_ds, # the validation dataset, in order; `None` for no validation

@@ -8,6 +8,14 @@ class its notebook exports, and render its figures. Across the site every intern
 every notebook and benchmark, and `search.json` must cover every page. Pages, exports and benchmarks are discovered
 from the notebooks and `mlfound/_modidx.py`, never listed here. Screenshots of three pages go to test_out/.
 
+Every page is also read twice for its layout, once per width. At 1280 px: display maths ends before the contents
+column, no output scrolls sideways (reformat it to ~90 characters, or justify it in `WIDE_OUTPUTS`), the previous/
+next links follow the sidebar, "Open in Colab" opens the page's notebook on GitHub and "Download notebook" the site's
+copy, no raw Markdown is left in the text, every image has alt text and twice the pixels it is shown with, no heading
+takes the anchor of an API entry, and the navbar marks the page's own section. On a 390-px phone: the page is no wider
+than the screen (wide maths and tables scroll in their own box), nor is the fixed header, and prose tables fit.
+Inline code keeps its contrast in the dark theme, and every notebook starts with tools/setup_cell.py's cell.
+
 Which site is tested: `_docs/` if it is newer than every notebook and docs setting; otherwise the fixture builds it
 first (half a minute on 2 cores) when `quarto` is on the PATH, and skips (fails in CI) when it is not. `$MLFOUND_DOCS` names an
 already-built site folder to test as it is.
@@ -28,8 +36,9 @@ from conftest import NBS, ROOT, block_network, notebooks, serve_folder, skip_or_
 
 QUARTO_VERSION = '1.7.34'
 MATHJAX_CDN = 'https://cdn.jsdelivr.net/npm/mathjax@3/'       # what Quarto 1.7's html template loads
-# Quarto's template also loads an ES6 polyfill with MathJax; Chromium needs none, so the test serves an empty script
-POLYFILL_CDN = 'https://cdnjs.cloudflare.com/polyfill/'
+# (Quarto's template also loads an ES6 polyfill from cdnjs with MathJax; tools/docs_postrender.py removes it, and a
+# page that still asks for it fails: MathJax's is the only host outside the site a page may reach)
+PHONE, DESKTOP = 390, 1280    # the widths every page is read at: a phone's, and a laptop's
 IMAGE_MIMES = ('image/png', 'image/jpeg', 'image/gif', 'image/svg+xml')
 
 CFG = get_config(path=ROOT)   # settings.ini as nbdev reads it: where it puts the site, its URL, the repository
@@ -312,18 +321,18 @@ def test_index_lists_every_notebook_and_benchmark(site):
 # ---------------------------------------------------------------------------------------------------------------
 # The site, read in a browser
 
-def open_page(browser, server, mathjax, page_name):
-    "Open a page offline; return (page, problems), problems listing console errors and failed or blocked requests."
+def open_page(browser, server, mathjax, page_name, width:int=DESKTOP):
+    "Open a page offline, `width` px wide; return (page, problems), problems listing console errors and failed or blocked requests."
     page, problems = browser.new_page(), []
+    page.set_viewport_size({'width': width, 'height': 900})
     def stand_in(r) -> bool:
-        "Answer MathJax and its polyfill from local files, as `block_network` lets us; True if answered."
+        "Answer MathJax from the local copy, as `block_network` lets us; True if answered."
         url = r.request.url
         if url.startswith(MATHJAX_CDN):
             f = mathjax/urlsplit(url).path[len(urlsplit(MATHJAX_CDN).path):]
             if f.is_file(): r.fulfill(path=str(f))
             else: problems.append(f'no local MathJax file for {url}'); r.abort()
             return True
-        if url.startswith(POLYFILL_CDN): r.fulfill(body='', content_type='text/javascript'); return True
         return False
     blocked = block_network(page, stand_in=stand_in)
     page.on('console', lambda m: m.type == 'error' and problems.append(f'console error: {m.text}'))
@@ -361,6 +370,13 @@ _SHOWDOC_JS = """entries => entries.map(([name, anchor]) => {
   if (/\\[`[^`]+`\\]\\(\\S+\\)/.test(pre(entry).textContent)) return [name, 'markdown link inside the signature', null];
   // where nbdev's links to `name` (#anchor, from _modidx.py) land: the entry, a section holding it, or a prose
   // section of that name; wrong when they open another export's entry (names that differ only in case collide)
+  if (anchor === null) {   // names that differ only in case share nbdev's anchor: check the page's links instead
+    const page = location.pathname.split('/').pop();
+    const a = [...document.querySelectorAll('main a[href*="#"]')].find(a =>
+      a.textContent.trim() === name && new URL(a.href).pathname.split('/').pop() === page);
+    if (!a) return [name, null, null];
+    anchor = decodeURIComponent(new URL(a.href).hash.slice(1));
+  }
   const target = document.getElementById(anchor);
   if (!target) return [name, null, `no #${anchor}`];
   if (target === entry || target.contains(entry)) return [name, null, null];
@@ -387,6 +403,140 @@ def _screenshot_pages() -> list[str]:
 
 SHOTS = _screenshot_pages()
 
+# ---------------------------------------------------------------------------------------------------------------
+# Layout, navigation and the "run it yourself" links, read on every page
+
+_DESKTOP_JS = """() => {
+  const main = document.querySelector('main');
+  const text = el => el.textContent.replace(/\\s+/g, ' ').trim().slice(0, 70);
+  const toc = document.querySelector('#quarto-margin-sidebar');
+  const tocLeft = toc && toc.getBoundingClientRect().width > 0 ? toc.getBoundingClientRect().left : window.innerWidth;
+  // display equations: their box (which scrolls if the equation is wider) must end before the contents column
+  const eqs = [...main.querySelectorAll('mjx-container[display="true"]')].filter(e => e.getBoundingClientRect().right > tocLeft + 1)
+    .map(e => `${text(e.closest('p, li, div') || e)} (right edge ${Math.round(e.getBoundingClientRect().right)} px, contents at ${Math.round(tocLeft)} px)`);
+  const body = main.getBoundingClientRect().right > tocLeft + 1 ? [`the body column ends at ${Math.round(main.getBoundingClientRect().right)} px`] : [];
+  // outputs that scroll sideways: their longest line
+  const wide = [...main.querySelectorAll('.cell-output pre, .cell-output table')].filter(e => e.scrollWidth > e.clientWidth + 1)
+    .map(e => [e.textContent.split('\\n').reduce((a, b) => b.length > a.length ? b : a, '').trim().slice(0, 70), e.scrollWidth, e.clientWidth]);
+  const link = sel => { const a = document.querySelector(sel); return a ? new URL(a.href).pathname.split('/').pop() || 'index.html' : null; };
+  const colab = document.querySelector('main a.colab-link'), dl = document.querySelector('main a.download-link');
+  const noAlt = [...main.querySelectorAll('img')].filter(i => !(i.getAttribute('alt') || '').trim()).map(i => i.getAttribute('src'));
+  // figures at 2x: the PNG has at least twice the pixels of the box it is shown in
+  const lowRes = [...main.querySelectorAll('.cell-output-display img')].filter(i => i.clientWidth && i.naturalWidth < 1.9 * i.clientWidth)
+    .map(i => `${i.getAttribute('src')} (${i.naturalWidth} px shown in ${i.clientWidth})`);
+  const heads = [...main.querySelectorAll('h1, h2, h3, h4, h5')].map(h => h.textContent.trim());
+  const navActive = [...document.querySelectorAll('#quarto-header a.nav-link.active')].map(a => a.textContent.trim());
+  return {eqs, body, wide, prev: link('.nav-page-previous a'), next: link('.nav-page-next a'),
+          colab: colab && colab.href, download: dl && [new URL(dl.href).pathname, dl.hasAttribute('download')],
+          noAlt, lowRes, heads, navActive};
+}"""
+
+_PHONE_JS = """() => {
+  const W = document.documentElement.clientWidth;
+  const header = document.querySelector('#quarto-header');
+  const clipped = el => { for (let a = el.parentElement; a && a !== document.body; a = a.parentElement)
+    if (getComputedStyle(a).overflowX !== 'visible') return true; return false; };
+  const wider = document.documentElement.scrollWidth > W + 1
+    ? [...document.body.querySelectorAll('main *')].filter(e => { const r = e.getBoundingClientRect(); return r.width && r.right > W + 1 && !clipped(e); })
+        .filter((e, _, all) => !all.includes(e.parentElement)).slice(0, 5)
+        .map(e => `<${e.tagName.toLowerCase()}${e.className ? '.' + String(e.className).split(' ')[0] : ''}> ${e.textContent.replace(/\\s+/g, ' ').trim().slice(0, 50)} (${Math.round(e.getBoundingClientRect().right)} px)`)
+    : [];
+  // tables in the prose (not outputs) fit the phone: all their columns in view, none cut off behind a scroll
+  const tables = [...document.querySelectorAll('main table')].filter(t => !t.closest('.cell-output, .doc-params') && t.scrollWidth > t.clientWidth + 1)
+    .map(t => `${t.querySelector('tr').textContent.replace(/\\s+/g, ' ').trim().slice(0, 60)} (${t.scrollWidth} px in ${t.clientWidth})`);
+  return {width: document.documentElement.scrollWidth, W, header: header ? Math.round(header.getBoundingClientRect().width) : null,
+          wider, tables};
+}"""
+
+# Outputs allowed to scroll sideways at 1280 px: (page, start of the longest line) -> why it cannot be reformatted.
+WIDE_OUTPUTS: dict[tuple[str, str], str] = {}
+
+# raw Markdown left in the rendered text (outside code, maths and outputs): a link, emphasis, a code span
+_RAW_MD = re.compile(r'\[[^\]\n]{0,80}\]\((?:https?://|\.{0,2}/|#)[^)\s]*\)|(?<![\w*])\*\*\S[^*\n]{0,80}\*\*(?![\w*])|`[^`\n]{1,60}`')
+
+def _course_order() -> list[str]:
+    "The pages in the sidebar's order (the order of the previous/next links)."
+    return [page_of(Path(h)) for _, ents in sidebar_yml() for _, h in ents]
+
+def colab_url(nb:str) -> str:
+    "The Colab link of notebook `nb`, from settings.ini: Colab opens it from GitHub."
+    return f'https://colab.research.google.com/github/{CFG.user}/{CFG.repo}/blob/{CFG.branch}/{CFG.nbs_path.name}/{nb}'
+
+def layout_fails(nb:str, name:str, got:dict, text:str, exports:list[str]) -> list[str]:
+    "What is wrong with a page read at 1280 px (`got` from `_DESKTOP_JS`, `text` its prose)."
+    fails = []
+    if got['eqs'] or got['body']: fails.append(f'display maths over the contents column: {got["body"] + got["eqs"][:5]}')
+    wide = [f'{line!r} ({sw} px in {cw})' for line, sw, cw in got['wide'] if not any(p == name and line.startswith(l) for p, l in WIDE_OUTPUTS)]
+    if wide: fails.append(f'{len(wide)} outputs scroll sideways at {DESKTOP} px (reformat them to ~90 characters): {wide[:6]}')
+    order = _course_order()
+    if name in order:
+        i = order.index(name)
+        want = (order[i - 1] if i else None, order[i + 1] if i + 1 < len(order) else None)
+        if (got['prev'], got['next']) != want: fails.append(f'previous/next links {(got["prev"], got["next"])}, the sidebar order says {want}')
+    if got['colab'] != colab_url(nb): fails.append(f'"Open in Colab" links to {got["colab"]}, not {colab_url(nb)}')
+    if got['download'] != [f'/nbs/{nb}', True]: fails.append(f'the "Download notebook" link is {got["download"]}, not the site\'s nbs/{nb} with `download`')
+    if raw := _RAW_MD.findall(text): fails.append(f'raw Markdown in the text: {raw[:5]}')
+    if got['noAlt']: fails.append(f'images without alt text (add `#| fig-alt: "..."` to the cell): {got["noAlt"][:5]}')
+    if got['lowRes']: fails.append(f'figures below 2x (the setup cell asks for retina; re-run the notebook): {got["lowRes"][:5]}')
+    if clash := [n for n in exports if got['heads'].count(n) > 1]:
+        fails.append(f'headings named like an API entry, which take its anchor (say more, e.g. "The {clash[0]} class"): {clash}')
+    return fails
+
+@pytest.mark.parametrize('nb', NB_IDS)
+def test_page_on_a_phone(nb, site, server, mathjax, browser, test_out, report):
+    f"A page read on a {PHONE}-px phone: never wider than the screen (wide maths, tables and outputs scroll in their box), the header as wide as the screen, prose tables whole."
+    name = page_of(NBS/nb)
+    page, problems = open_page(browser, server, mathjax, name, width=PHONE)
+    try:
+        got = page.evaluate(_PHONE_JS)
+        if nb in SHOTS:
+            shot = test_out/f'docs_{Path(name).stem}_phone.png'
+            page.screenshot(path=str(shot), full_page=True)
+            report(f'docs screenshot: {shot}')
+    finally: page.close()
+    fails = []
+    if got['width'] > got['W'] + 1: fails.append(f'the page is {got["width"]} px wide on a {got["W"]}-px screen; sticking out: {got["wider"]}')
+    if got['header'] and got['header'] > got['W'] + 1: fails.append(f'the fixed header is {got["header"]} px wide')
+    if got['tables']: fails.append(f'tables cut off at the right (let them wrap): {got["tables"]}')
+    if problems: fails.append('loading it: ' + '; '.join(dict.fromkeys(problems)))
+    assert not fails, f'{nb} -> {name} at {PHONE} px:\n  ' + '\n  '.join(fails)
+
+_CONTRAST_JS = """() => {
+  // WCAG contrast of inline code against the page, in the light and the dark theme (a translucent background is
+  // blended over the body's)
+  const rgba = c => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => { const f = v => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const measure = () => {
+    const code = document.querySelector('main p code:not(.sourceCode), main li code:not(.sourceCode)');
+    if (!code) return null;
+    const body = rgba(getComputedStyle(document.body).backgroundColor), bg = rgba(getComputedStyle(code).backgroundColor);
+    const a = bg.length > 3 ? bg[3] : 1, mix = [0, 1, 2].map(i => a * bg[i] + (1 - a) * body[i]);
+    const [l1, l2] = [lum(rgba(getComputedStyle(code).color)), lum(mix)].sort((x, y) => y - x);
+    return Math.round((l1 + 0.05) / (l2 + 0.05) * 100) / 100;
+  };
+  const light = measure();
+  if (!window.quartoToggleColorScheme) return {light, dark: null};
+  window.quartoToggleColorScheme(); const dark = measure(); window.quartoToggleColorScheme();
+  return {light, dark};
+}"""
+
+def test_inline_code_reads_in_both_themes(site, server, mathjax, browser):
+    "Inline code keeps a WCAG AA contrast (4.5:1) against the page in the light and in the dark theme."
+    page, problems = open_page(browser, server, mathjax, 'core.html')
+    try: got = page.evaluate(_CONTRAST_JS)
+    finally: page.close()
+    assert got['light'] and got['dark'], f'no inline code or no dark theme on core.html: {got}'
+    low = {k: v for k, v in got.items() if v < 4.5}
+    assert not low, f'inline code contrast below 4.5:1 in {low} (theme.scss sets its background)'
+
+def test_every_notebook_starts_with_the_setup_cell():
+    "Every notebook's first cell is tools/setup_cell.py's (installs mlfound where it is missing, figures at 2x)."
+    sys.path.insert(0, str(ROOT/'tools'))
+    try: from setup_cell import has_setup
+    finally: sys.path.remove(str(ROOT/'tools'))
+    missing = [nb.name for nb in NBS_LIST if not has_setup(json.loads(nb.read_text(encoding='utf-8')))]
+    assert not missing, f'notebooks that do not start with the setup cell (run `python tools/setup_cell.py`): {missing}'
+
 @pytest.mark.parametrize('nb', NB_IDS)
 def test_page(nb, site, server, mathjax, browser, test_out, report):
     "One notebook's page: loads cleanly offline, its title, typeset maths, a show_doc for each export, its figures."
@@ -402,7 +552,8 @@ def test_page(nb, site, server, mathjax, browser, test_out, report):
         for n in names:
             url = syms.get(f"{CFG.lib_name}.{mod}.{n}")
             if url and url.split('#')[0] != name: wrong_page.append(f'{n} -> {url}')
-            entries.append([n, url.split('#')[1] if url else n.lower()])
+            twins = [m for m in names if m != n and m.lower() == n.lower()]   # `conv2d` and `Conv2d`: one nbdev anchor
+            entries.append([n, None if twins else url.split('#')[1] if url else n.lower()])
         found = page.evaluate(_SHOWDOC_JS, entries)
         undocumented = [f'{n} ({why})' for n, why, _ in found if why]
         mislinked = [f'`{n}`: {where}' for n, _, where in found if where]
@@ -411,6 +562,7 @@ def test_page(nb, site, server, mathjax, browser, test_out, report):
         bad_imgs = [src for src, ok in imgs if not ok]
         n_img = expected_images(nb_path)
         active = page.eval_on_selector_all('#quarto-sidebar a.sidebar-link.active[href]', 'els => els.map(e => new URL(e.href).pathname.slice(1) || "index.html")')
+        layout = page.evaluate(_DESKTOP_JS)
         if nb in SHOTS:
             shot = test_out/f'docs_{Path(name).stem}.png'
             page.screenshot(path=str(shot), full_page=True)
@@ -430,6 +582,10 @@ def test_page(nb, site, server, mathjax, browser, test_out, report):
     if bad_imgs: fails.append(f'images that did not render: {bad_imgs}')
     if len(imgs) < n_img: fails.append(f'{len(imgs)} images on the page, the notebook has {n_img} figure outputs')
     if active != [name]: fails.append(f'the sidebar marks {active} as the current page, not {name}')
+    section = next((sec for sec, ents in sidebar_yml() for _, h in ents if page_of(Path(h)) == name), None)
+    nav_for = {'The course': ['Course'], 'Library basics': ['Library']}.get(section, [])
+    if layout['navActive'] != nav_for: fails.append(f'the navbar marks {layout["navActive"]} as the current section, not {nav_for}')
+    fails += layout_fails(nb, name, layout, text, names)
     assert not fails, f'{nb} -> {name}:\n  ' + '\n  '.join(fails)
 
 _SIDEBAR_JS = """() => [...document.querySelectorAll('#quarto-sidebar ul.sidebar-section.depth1')].map(ul => [
@@ -437,8 +593,8 @@ _SIDEBAR_JS = """() => [...document.querySelectorAll('#quarto-sidebar ul.sidebar
   [...ul.querySelectorAll('a.sidebar-link[href]')].map(a => [a.textContent.trim(), new URL(a.href).pathname.slice(1) || 'index.html'])])"""
 
 def test_sidebar_follows_course_order(site, server, mathjax, browser):
-    """The rendered sidebar is nbs/sidebar.yml: each notebook once, in notebook order within each section,
-    and a lesson numbered "N." is notebook N."""
+    """The rendered sidebar is nbs/sidebar.yml: each notebook once, in notebook order within each section, each
+    label its page's title, and a lesson numbered "N." is notebook N."""
     page, problems = open_page(browser, server, mathjax, 'index.html')
     try: got = page.evaluate(_SIDEBAR_JS)
     finally: page.close()
@@ -455,6 +611,8 @@ def test_sidebar_follows_course_order(site, server, mathjax, browser):
         for text, h in ents:
             m = re.match(r'(\d+)\.\s', text or '')
             if m and not re.match(rf'0*{m.group(1)}(?!\d)', Path(h).name): fails.append(f'{text!r} is {h}, not notebook {m.group(1)}')
+            if Path(h).name in by_name and text != title_of(by_name[Path(h).name]):
+                fails.append(f'the sidebar calls {h} {text!r}; its page title is {title_of(by_name[Path(h).name])!r}')
     expect = [[sec, [[text, page_of(Path(h))] for text, h in ents if Path(h).name in by_name]] for sec, ents in want if sec]
     shown = [[s, [[t, h] for t, h in links]] for s, links in got]
     if [[s, [h for _, h in l]] for s, l in shown] != [[s, [h for _, h in l]] for s, l in expect]:
