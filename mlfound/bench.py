@@ -29,7 +29,7 @@ from .training import Dataset, DataLoader, DataLoaders, collate, mlp
 from .learner import Learner, DeviceCB, ProgressCB
 from numba import get_num_threads
 from .distributed import bench_ddp
-from .conv import conv2d, Conv2d, mnist_cnn, _conv_forward, _conv_grad_x, _conv_grad_w, PACK, GEMM, SCATTER
+from .conv import conv2d, Conv2d, mnist_cnn, _conv_forward, _conv_grad_x, _conv_grad_w, PACK, GEMM, SCATTER, _pad, _np
 
 # %% ../nbs/90_bench.ipynb #5b7a17c4
 MATMULS = {k: f for k, f in matmuls.items() if k != 'torch'} | {'goto': matmul_goto, 'torch': matmuls['torch']}   # torch last
@@ -228,7 +228,7 @@ def _conv_fwd_bwd(f, x, w, stride, padding, g):
 
 def _conv_phases(x, w, stride, padding, g, parts):
     "The three kernels of `conv2d` (the input's gradient only where `x` needs one) with only the phases in `parts`."
-    xp = F.pad(x.detach(), (padding,) * 4)
+    xp = torch.from_numpy(_pad(_np(x.detach()), padding)) if padding else x.detach().contiguous()   # as `conv2d` pads
     _conv_forward(xp, w, None, stride, parts)
     if x.requires_grad: _conv_grad_x(g, w, x.shape, stride, padding, parts)
     _conv_grad_w(xp, g, w.shape, stride, parts)

@@ -205,9 +205,9 @@ def _conv_kernels(cfg) -> dict:
                 positions(j0, nq, L, wo, s, C * Hp * Wp, Wp, nf * L, qb, qo, runs)
                 whole = nq == NR and qo[NR - 1] - qo[0] == NR - 1     # all NR in one image: consecutive in out
                 if parts & PACK:                            # B's sliver (K, NR): their im2col columns, from the image
-                    for p in range(K):                      # (always NR numbers: a loop the compiler turns into vector gathers)
-                        o = po[p]
-                        for q in range(NR): bp[p * NR + q] = xf[qb[q] + o]
+                    for p in range(K):                      # (indices as np.uint64 here and below: numba then skips its test for
+                        o = po[p]                           #  a negative index, counted from the end, in the innermost loops)
+                        for q in range(NR): bp[p * NR + q] = xf[np.uint64(qb[q] + o)]
                 for pi in range(n_panels):                  # each panel of MR kernels
                     if parts & GEMM: mk(wpk[pi], bp, 0, NR, K, tile, 0, 0, True)
                     if parts & SCATTER:                     # the block (MR, NR) to its places in out, plus the bias
@@ -215,9 +215,9 @@ def _conv_kernels(cfg) -> dict:
                             f = pi * MR + r
                             o, bf = qo[0] + f * L, bias[f]
                             if whole:                       # one image's: a row of NR numbers, whole vectors
-                                for q in range(NR): of[o + q] = tile[r, q] + bf
+                                for q in range(NR): of[np.uint64(o + q)] = tile[r, q] + bf
                             else:
-                                for q in range(nq): of[qo[q] + f * L] = tile[r, q] + bf
+                                for q in range(nq): of[np.uint64(qo[q] + f * L)] = tile[r, q] + bf
 
     @njit(parallel=True, error_model='numpy')
     def grad_x(g, wtp, dx, kh, kw, s, pad, parts):
@@ -240,10 +240,10 @@ def _conv_kernels(cfg) -> dict:
                     if nq == NR and qo[NR - 1] - qo[0] == NR - 1:   # all in one image: NR consecutive numbers of each channel
                         for f in range(nf):
                             o = qo[0] + f * L
-                            for q in range(NR): bp[f * NR + q] = gf[o + q]
+                            for q in range(NR): bp[f * NR + q] = gf[np.uint64(o + q)]
                     else:
                         for f in range(nf):
-                            for q in range(NR): bp[f * NR + q] = gf[qo[q] + f * L]
+                            for q in range(NR): bp[f * NR + q] = gf[np.uint64(qo[q] + f * L)]
                 if parts & SCATTER and not rows: window_map(kh, kw, H, W, qb, qh, qw, qn, ub, ok)
                 for pi in range(n_panels):                  # each panel of MR taps
                     if parts & GEMM: mk(wtp[pi], bp, 0, NR, nf, tile, 0, 0, True)
@@ -252,14 +252,14 @@ def _conv_kernels(cfg) -> dict:
                             o = po[pi * MR + r]
                             for k in range(nr):             # a run along one row: every s-th pixel of dx
                                 q0, b = runs[k], qb[runs[k]] + o
-                                for q in range(runs[k + 1] - q0): df[b + q * s] += tile[r, q0 + q]
+                                for q in range(runs[k + 1] - q0): df[np.uint64(b + q * s)] += tile[r, q0 + q]
                     elif parts & SCATTER:                   # short rows: each number on its own, through the map
                         for r in range(min(MR, K - pi * MR)):
                             p = pi * MR + r
                             u, v = p % (kh * kw) // kw, p % kw
                             o, uv = po[p] - u * W - v, (u * kw + v) * NR      # the tap's channel in dx; its row of the map
                             for q in range(nq):
-                                if ok[uv + q]: df[o + ub[uv + q]] += tile[r, q]
+                                if ok[uv + q]: df[np.uint64(o + ub[uv + q])] += tile[r, q]
 
     @njit(parallel=True, error_model='numpy')
     def grad_w(xp, g, acc, kh, kw, s, kc, parts):
@@ -285,11 +285,11 @@ def _conv_kernels(cfg) -> dict:
                     for sb in range(Kp // NR):
                         for pp in range(kk):
                             b0, base = (sb * kk + pp) * NR, jb[pp]
-                            for q in range(NR): bp[b0 + q] = xf[base + po[sb * NR + q]]
+                            for q in range(NR): bp[b0 + q] = xf[np.uint64(base + po[sb * NR + q])]
                 for pi in range(Fp // MR):
                     if parts & PACK:                        # A's panel (MR, kk): g of MR kernels (past nf: any row)
                         for pp in range(kk):
-                            for r in range(MR): ap[pp * MR + r] = gf[jo[pp] + min(pi * MR + r, nf - 1) * L]
+                            for r in range(MR): ap[pp * MR + r] = gf[np.uint64(jo[pp] + min(pi * MR + r, nf - 1) * L)]
                     if parts & GEMM:
                         for sb in range(Kp // NR): mk(ap, bp, sb * kk * NR, NR, kk, a, pi * MR, sb * NR, False)
 

@@ -476,7 +476,7 @@ def bench_goto_layers(sizes=(1024, 2048), # square sizes n: (n, n) @ (n, n)
         med = time_fns({k: partial(run, t, f) for k, (t, f) in steps.items()}, repeats=repeats)
         head = (f'{n}×{n} @ {n}×{n}, {cfg.dtype}  ({machine_info()}; numba targets {numba_target()[0]}; '
                 f'{cfg.name}: {cfg.mr}×{cfg.nr}, kc {cfg.kc}, nc {cfg.nc}, ahead {cfg.ahead})')
-        print('\n' + '\n'.join(textwrap.wrap(head, 90, subsequent_indent='  ')))
+        print('\n' + '\n'.join(textwrap.wrap(head, 90, subsequent_indent='  ', break_on_hyphens=False)))
         print(f"{'step':<38}{'threads':>8}{'time':>10}{'GFLOP/s':>9}{'time/torch':>12}")
         rows.append(dict(n=n, step='micro-kernel alone, inputs in L1', threads=1, seconds=None, gflops=mk, vs_torch=None))
         print(f"{rows[-1]['step']:<38}{1:>8}{'—':>10}{mk:>9.0f}{'—':>12}")

@@ -264,7 +264,7 @@ def ladder_table(rows:list[dict], # the rows of time_matmuls for one size
                 ) -> str:
     "Format the rows of `time_matmuls` as a text table, with the machine in the header."
     head = f"{rows[0]['size']}  ({machine_info()}; numba {get_num_threads()} threads{'; ' + note if note else ''})"
-    lines = [*textwrap.wrap(head, 90, subsequent_indent='  '),    # the machine on as many lines as it takes
+    lines = [*textwrap.wrap(head, 90, subsequent_indent='  ', break_on_hyphens=False),    # the machine on as many lines as it takes
              f"{'implementation':<14}{'time/call':>12}{'GFLOP/s':>10}{'× loops':>10}{'time/torch':>12}"]
     for r in rows:
         if r['seconds'] is None: lines.append(f"{r['name']:<14}{'skipped: too slow at this size':>44}"); continue
