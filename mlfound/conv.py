@@ -23,7 +23,7 @@ from .training import Dataset, get_dls, SGD
 from .learner import Learner, TrainCB, DeviceCB, MetricsCB, ProgressCB
 from .init import normalize
 from .fast_matmul import goto_kernels, choose_config, matmul_goto
-from .norm import BatchNorm, OneCycleCB, ShiftCB
+from .norm import BatchNorm, train_recipe
 
 # %% ../nbs/09_conv.ipynb #eb03650c
 def conv_out_size(n:int, # input height (or width), in pixels
@@ -468,18 +468,5 @@ def towards_99(data:str|None=None, # 'mnist' (60k/10k) or 'mnist_t10k' (8k/2k); 
                verbose:bool=False, # print the metrics of every epoch, then the accuracy and the time
               ) -> tuple:
     "Train the lesson's CNN (`mnist_cnn`, on `conv2d`) on MNIST `data` on the CPU; return the learner, its valid accuracy and the seconds."
-    xt, yt, xv, yv = get_mnist(data)
-    m, s = xt.mean(), xt.std()
-    xt, xv = normalize(xt, m, s), normalize(xv, m, s)
-    set_seed(42)
-    model = mnist_cnn(nfs)
-    dls = get_dls(Dataset(xt, yt), Dataset(xv, yv), bs=bs)
-    cbs = [TrainCB(), DeviceCB('cpu'), MetricsCB(), OneCycleCB(lr_max, epochs * len(dls.train)), ShiftCB(shift, ((0 - m) / s).item())]
-    if verbose: cbs.append(ProgressCB(bars=False))
-    learn = Learner(model, dls, partial(F.cross_entropy, label_smoothing=label_smoothing), lr=lr_max,
-                    opt_func=partial(SGD, mom=0.9), cbs=cbs, defaults=False)
-    t0 = time.perf_counter()
-    learn.fit(epochs)
-    acc, secs = learn.metrics['valid_acc'], time.perf_counter() - t0
-    if verbose: print(f'{mnist_name(data)}: valid accuracy {acc:.4f} after {epochs} epochs, trained in {secs:.0f}s')
-    return learn, acc, secs
+    return train_recipe(lambda: mnist_cnn(nfs), data, lr_max, bs, epochs, shift, label_smoothing, verbose, device='cpu')
+

@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['BatchNorm', 'LayerNorm', 'one_cycle', 'OneCycleCB', 'ShiftCB', 'towards_98']
+__all__ = ['BatchNorm', 'LayerNorm', 'one_cycle', 'OneCycleCB', 'ShiftCB', 'train_recipe', 'towards_98']
 
 # %% ../nbs/08_norm.ipynb #74a3617d
 import math, time, warnings
+from collections.abc import Callable
 from functools import partial
 import torch
 from torch import nn
@@ -185,6 +186,33 @@ class ShiftCB(Callback):
         learn.batch = padded[idx_n, idx_c, rows, cols].reshape(xb.shape), yb
 
 # %% ../nbs/08_norm.ipynb #232050dc
+def train_recipe(make_model:Callable, # called with no arguments after `set_seed(42)`: returns the model to train
+                 data:str|None=None, # 'mnist' (60k/10k) or 'mnist_t10k' (8k/2k); default `$MLFOUND_MNIST` or 'mnist'
+                 lr_max:float=0.2, # peak learning rate of the one-cycle schedule
+                 bs:int=128, # batch size
+                 epochs:int=12, # number of epochs
+                 shift:int=2, # largest random shift of a training image, in pixels
+                 label_smoothing:float=0.1, # weight of the targets spread evenly over the ten classes
+                 verbose:bool=False, # print the metrics of every epoch, then the accuracy and the time
+                 device:torch.device|str|None=None, # where to train (default: `def_device`)
+                ) -> tuple:
+    "Train `make_model()` on normalised MNIST `data` with the recipe: one-cycle SGD, momentum, shifts, label smoothing; return the learner, its valid accuracy and the seconds."
+    xt, yt, xv, yv = get_mnist(data)
+    m, s = xt.mean(), xt.std()
+    xt, xv = normalize(xt, m, s), normalize(xv, m, s)
+    set_seed(42)
+    model = make_model()
+    dls = get_dls(Dataset(xt, yt), Dataset(xv, yv), bs=bs)
+    cbs = [TrainCB(), DeviceCB(device), MetricsCB(), OneCycleCB(lr_max, epochs * len(dls.train)), ShiftCB(shift, ((0 - m) / s).item())]
+    if verbose: cbs.append(ProgressCB(bars=False))
+    learn = Learner(model, dls, partial(F.cross_entropy, label_smoothing=label_smoothing), lr=lr_max,
+                    opt_func=partial(SGD, mom=0.9), cbs=cbs, defaults=False)
+    t0 = time.perf_counter()
+    learn.fit(epochs)
+    acc, secs = learn.metrics['valid_acc'], time.perf_counter() - t0
+    if verbose: print(f'{mnist_name(data)}: valid accuracy {acc:.4f} after {epochs} epochs, trained in {secs:.0f}s')
+    return learn, acc, secs
+
 def towards_98(data:str|None=None, # 'mnist' (60k/10k) or 'mnist_t10k' (8k/2k); default `$MLFOUND_MNIST` or 'mnist'
                sizes:tuple=(784, 400, 200, 100, 10), # widths of the BatchNorm MLP: input, hidden blocks, logits
                lr_max:float=0.2, # peak learning rate of the one-cycle schedule
@@ -195,18 +223,6 @@ def towards_98(data:str|None=None, # 'mnist' (60k/10k) or 'mnist_t10k' (8k/2k); 
                verbose:bool=False, # print the metrics of every epoch, then the accuracy and the time
               ) -> tuple:
     "Train the notebook's best recipe, a BatchNorm MLP, on MNIST `data`; return the learner, its valid accuracy and the seconds."
-    xt, yt, xv, yv = get_mnist(data)
-    m, s = xt.mean(), xt.std()
-    xt, xv = normalize(xt, m, s), normalize(xv, m, s)
-    set_seed(42)
-    model = deep_mlp(sizes=sizes, norm=BatchNorm).apply(partial(init_weights, leaky=0.1))
-    dls = get_dls(Dataset(xt, yt), Dataset(xv, yv), bs=bs)
-    cbs = [TrainCB(), DeviceCB(), MetricsCB(), OneCycleCB(lr_max, epochs * len(dls.train)), ShiftCB(shift, ((0 - m) / s).item())]
-    if verbose: cbs.append(ProgressCB(bars=False))
-    learn = Learner(model, dls, partial(F.cross_entropy, label_smoothing=label_smoothing), lr=lr_max,
-                    opt_func=partial(SGD, mom=0.9), cbs=cbs, defaults=False)
-    t0 = time.perf_counter()
-    learn.fit(epochs)
-    acc, secs = learn.metrics['valid_acc'], time.perf_counter() - t0
-    if verbose: print(f'{mnist_name(data)}: valid accuracy {acc:.4f} after {epochs} epochs, trained in {secs:.0f}s')
-    return learn, acc, secs
+    return train_recipe(lambda: deep_mlp(sizes=sizes, norm=BatchNorm).apply(partial(init_weights, leaky=0.1)),
+                        data, lr_max, bs, epochs, shift, label_smoothing, verbose)
+
