@@ -50,7 +50,7 @@ def bench_matmul(sizes=(512, 1024, 2048, (1000, 999, 1001)), # square sizes n, o
     "Print the matmul ladder (GFLOP/s, time relative to `torch.matmul`) at each size; return all rows, goto's with its configuration."
     if dtype not in ('float32', 'float64'): raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     cfg = choose_config(getattr(torch, dtype))
-    note = (f'{dtype}; numba targets {numba_target()[0]}; goto runs {cfg.name} ({cfg.mr}×{cfg.nr}, kc {cfg.kc}, nc {cfg.nc}); '
+    note = (f'{dtype}; numba targets {numba_target()[0]}; goto runs {cfg.name} ({cfg.mr}×{cfg.nr}, kc {cfg.kc}, nc {cfg.nc}, mc {cfg.mc}); '
             f'PyTorch uses {torch.backends.cpu.get_cpu_capability()}')
     rows = []
     with _default_dtype(getattr(torch, dtype)):    # the dtype of `time_matmuls`'s random matrices

@@ -10,9 +10,9 @@ from functools import partial
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['ISAS', 'TILES', 'PREFETCH_CYCLES', 'numba_target', 'wide_vectors', 'GotoConfig', 'microkernel_asm', 'count_spills',
-           'cpu_caches', 'goto_blocks', 'goto_config', 'goto_isa', 'choose_config', 'goto_kernels', 'matmul_goto',
-           'check_goto', 'bench_goto_layers']
+__all__ = ['ISAS', 'TILES', 'PREFETCH_CYCLES', 'MC_BYTES', 'numba_target', 'wide_vectors', 'GotoConfig', 'microkernel_asm',
+           'count_spills', 'cpu_caches', 'goto_blocks', 'goto_config', 'goto_isa', 'choose_config', 'goto_kernels',
+           'matmul_goto', 'check_goto', 'bench_goto_layers']
 
 # %% ../nbs/01a_fast_matmul.ipynb #f888b7cf
 import numpy as np
@@ -62,6 +62,7 @@ class GotoConfig:
     nr:int # columns of C's block: a whole number of vectors
     kc:int # length of the slices along the dot products (A's panel, mr×kc, stays in L1)
     nc:int # most columns of B per packed block (kc×nc, stays in L2)
+    mc:int # most rows of A per packed block (mc×kc, stays in L3; every thread reads all of it)
     ahead:int # rows of B the micro-kernel asks for ahead of the one it uses (0: none)
 
     @property
@@ -71,10 +72,10 @@ class GotoConfig:
     @property
     def registers(self) -> int: return (self.mr + 1) * (self.nr // self.lanes) + 1   # C's block, B's row, a broadcast
 
-# instruction set -> (bits per vector register, vector registers, reference CPU, its L1 and L2 data caches per core)
-ISAS = {'avx512': (512, 32, 'Sapphire Rapids', 48 * 2**10, 2 * 2**20),
-        'avx2':   (256, 16, 'Skylake',          32 * 2**10, 256 * 2**10),
-        'neon':   (128, 32, 'Neoverse N1',      64 * 2**10, 2**20)}
+# instruction set -> (bits per vector register, vector registers, reference CPU, its L1 and L2 data caches per core, its L3)
+ISAS = {'avx512': (512, 32, 'Sapphire Rapids', 48 * 2**10, 2 * 2**20,   105 * 2**20),
+        'avx2':   (256, 16, 'Skylake',          32 * 2**10, 256 * 2**10, 8 * 2**20),
+        'neon':   (128, 32, 'Neoverse N1',      64 * 2**10, 2**20,       32 * 2**20)}
 # (instruction set, dtype) -> our tile (mr, nr): BLIS's skx, haswell and armv8a tiles, in rows of C
 TILES = {('avx512', 'float32'): (12, 32), ('avx512', 'float64'): (14, 16),
          ('avx2',   'float32'): (6, 16),  ('avx2',   'float64'): (6, 8),
@@ -210,6 +211,7 @@ def _emit_transpose(builder:ir.IRBuilder, # where to write the instructions
 
 # %% ../nbs/01a_fast_matmul.ipynb #f26b3a16
 PREFETCH_CYCLES = 192   # ask for B's rows this many cycles (at 2 vector FMAs a cycle) before the FMAs use them
+MC_BYTES = 16 * 2**20   # the most bytes in A's packed block (BLIS's skx and haswell blocks: 4.5 to 11.5 MB)
 
 def cpu_caches(cpu:int=0, # which CPU
               ) -> dict[int, int]:
@@ -226,24 +228,26 @@ def cpu_caches(cpu:int=0, # which CPU
 def goto_blocks(mr:int, nr:int, # the micro-tile
                 itemsize:int, # bytes per number
                 l1:int, l2:int, # bytes of L1 and L2 data cache per core
-               ) -> tuple[int, int]:
-    "kc and nc for a tile and two caches: A's panel in half of L1, B's packed block (at least 8 slivers) in half of L2."
+                l3:int, # bytes of L3, shared by the cores
+               ) -> tuple[int, int, int]:
+    "kc, nc and mc for a tile and the caches: A's panel in half of L1, B's block (8 slivers or more) in half of L2, A's block in half of L3."
     kc = max(16, min(l1 // 2 // (mr * itemsize), l2 // 2 // (8 * nr * itemsize)) // 16 * 16)
     nc = max(nr, l2 // 2 // (kc * itemsize) // nr * nr)   # (at least 16 and one sliver, whatever the caches say)
-    return kc, nc
+    mc = max(mr, min(l3 // 2, MC_BYTES) // (kc * itemsize) // mr * mr)   # (at most MC_BYTES, whatever the L3)
+    return kc, nc, mc
 
 # %% ../nbs/01a_fast_matmul.ipynb #e1a0c014
 def goto_config(isa:str, # a key of `ISAS`: 'avx512', 'avx2' or 'neon'
                 dtype:str='float32', # 'float32' or 'float64'
-                caches:dict|None=None, # {1: L1 bytes, 2: L2 bytes} per core; missing levels: the reference CPU's
+                caches:dict|None=None, # {1: L1 bytes, 2: L2 bytes, 3: L3 bytes}; missing levels: the reference CPU's
                ) -> GotoConfig:
     "The configuration for one instruction set and dtype: its tile from `TILES`, its blocks from the caches."
     if (isa, dtype) not in TILES: raise ValueError(f"no kernel for {isa!r} and {dtype!r}; choose from {sorted(TILES)}")
-    vbits, regs, cpu, l1, l2 = ISAS[isa]
+    vbits, regs, cpu, *ref = ISAS[isa]
     caches, (mr, nr), itemsize = caches or {}, TILES[isa, dtype], np.dtype(dtype).itemsize
-    kc, nc = goto_blocks(mr, nr, itemsize, caches.get(1, l1), caches.get(2, l2))
+    kc, nc, mc = goto_blocks(mr, nr, itemsize, *(caches.get(level, size) for level, size in enumerate(ref, 1)))
     cycles = mr * nr * itemsize * 8 / vbits / 2     # cycles per step: its mr·nr/L FMAs, 2 a cycle
-    return GotoConfig(f"{isa}-{dtype.replace('float', 'f')}", dtype, vbits, mr, nr, kc, nc, math.ceil(PREFETCH_CYCLES / cycles))
+    return GotoConfig(f"{isa}-{dtype.replace('float', 'f')}", dtype, vbits, mr, nr, kc, nc, mc, math.ceil(PREFETCH_CYCLES / cycles))
 
 def goto_isa(features:str, # an LLVM feature string, as numba_target returns
             ) -> str:
@@ -335,56 +339,74 @@ def _build(cfg:GotoConfig, pack_b:bool) -> dict:
                         for q in range(cols): bp[base + q] = b[p0 + pp, col + q]
                         for q in range(cols, NR): bp[base + q] = 0
 
+    @njit(error_model='numpy')
+    def blocks(m, k, n, kc, nc, mc, nt):
+        "The blocks for these shapes: kc and nc no bigger than needed, panels per block of A, and the workspace's layout."
+        kc, nc = max(1, min(kc, k)), max(NR, min(nc, n + NR - 1) // NR * NR)   # (nc: whole slivers)
+        n_panels = (m + MR - 1) // MR
+        n_ablk = max(1, (n_panels + max(1, mc // MR) - 1) // max(1, mc // MR))   # blocks of A's rows, no more than mc each,
+        mp = max(1, (n_panels + n_ablk - 1) // n_ablk)                          #   of mp panels each (the last one fewer)
+        an, bn = (mp * kc * MR + 63) // 64 * 64, (nc * kc + 63) // 64 * 64   # A's block, each task's block of B: whole
+        return kc, nc, mp, an, bn, an + nt * bn                               #   cache lines, so that each starts on one
+
     @njit(parallel=True, error_model='numpy')
-    def loops(a, b, c, kc, nc):
-        "Write `a @ b` into `c` (C-contiguous) with Goto's loops around the MR×NR micro-kernel, one task per thread."
+    def loops(a, b, c, kc, nc, mc, work):
+        "Write `a @ b` into `c` (C-contiguous) with Goto's loops around the MR×NR micro-kernel, on every thread; `work` holds the packed blocks."
         m, k = a.shape
         n = b.shape[1]
         if k == 0: c[:] = 0; return                 # an empty sum: no slice along k would write c
-        kc, nc = max(1, min(kc, k)), max(NR, min(nc, n + NR - 1) // NR * NR)   # no bigger than needed; whole slivers
         n_panels, n_slivers, nt = (m + MR - 1) // MR, (n + NR - 1) // NR, get_num_threads()
-        by_cols = m <= n and n_slivers >= nt        # split B's columns (each task packs all of A), else A's rows
-        bps = np.empty((nt, nc * kc), b.dtype)      # each task's packed block of B: nc/NR slivers of kc×NR
-        aps = np.empty((nt, kc * MR), a.dtype)      # each task's packed panel of A
+        kc, nc, mp, an, bn, size = blocks(m, k, n, kc, nc, mc, nt)
+        if len(work) < size: raise ValueError('the workspace is too small for these blocks')
+        by_cols = m <= n and n_slivers >= nt        # split C's columns (each task uses all of A's block), else its rows
+        ablk = work[:an]                            # the packed block of A: mp panels of kc×MR, shared by the tasks
+        bps = work[an:an + nt * bn].reshape(nt, bn) # each task's packed block of B: nc/NR slivers of kc×NR
         tiles = np.empty((nt, MR, NR), c.dtype)     # each task's scratch block, for the edges of C
         bf = b.reshape(k * n)                       # b as one flat row, to read it in place
-        for t in prange(nt):                        # one task per thread
-            bp, ap, tile = bps[t], aps[t], tiles[t]
-            if by_cols: c0, c1, pi0, pi1 = t * n_slivers // nt * NR, min(n, (t + 1) * n_slivers // nt * NR), 0, n_panels
-            else:       c0, c1, pi0, pi1 = 0, n, t * n_panels // nt, (t + 1) * n_panels // nt
-            n_blk = max(1, (c1 - c0 + nc - 1) // nc)    # this task's columns in blocks of at most nc, of equal width
-            w = max(NR, ((c1 - c0 + n_blk - 1) // n_blk + NR - 1) // NR * NR)
-            for j0 in range(c0, c1, w):             # loop 5: blocks of w columns of B and C
-                j1 = min(j0 + w, c1)
-                ns = (j1 - j0 + NR - 1) // NR
-                ragged = (j1 - j0) % NR != 0        # a last sliver narrower than NR
-                for p0 in range(0, k, kc):          # loop 4: slices of kc along the dot products
-                    p1 = min(p0 + kc, k); kk = p1 - p0
-                    if pack_b: pack_b_block(b, p0, p1, j0, j1, bp)                 # pack B[p0:p1, j0:j1]
-                    elif ragged: pack_b_block(b, p0, p1, j0 + (ns - 1) * NR, j1, bp)   # (or only its ragged last sliver)
-                    for pi in range(pi0, pi1):      # loops 3 and 2: this task's panels of A
-                        i0 = pi * MR
-                        pack_a(a, i0, p0, p1, ap)
-                        for s in range(ns):         # loop 1: slivers of B
-                            j = j0 + s * NR
-                            if pack_b: B, bo, brs = bp, s * kk * NR, NR
-                            elif ragged and s == ns - 1: B, bo, brs = bp, 0, NR
-                            else: B, bo, brs = bf, p0 * n + j, n
-                            if i0 + MR <= m and j + NR <= n: microkernel(ap, B, bo, brs, kk, c, i0, j, p0 == 0)
-                            else:                   # the block sticks out of C: compute it aside, copy what fits
-                                microkernel(ap, B, bo, brs, kk, tile, 0, 0, True)
-                                for r in range(min(MR, m - i0)):
-                                    for q in range(min(NR, n - j)):
-                                        if p0 == 0: c[i0 + r, j + q] = tile[r, q]
-                                        else: c[i0 + r, j + q] += tile[r, q]
-    return dict(microkernel=microkernel, transpose_block=transpose_block, pack_a=pack_a, pack_b=pack_b_block, loops=loops)
+        for i0 in range(0, n_panels * MR, mp * MR): # loop 5: blocks of rows of A and C
+            pb, pe = i0 // MR, min(i0 // MR + mp, n_panels)   # the block's panels
+            for p0 in range(0, k, kc):              # loop 4: slices of kc along the dot products
+                p1 = min(p0 + kc, k); kk = p1 - p0
+                for t in prange(nt):                # pack A[block's rows, p0:p1], each task an equal share of the panels,
+                    for pi in range(pb + t * (pe - pb) // nt, pb + (t + 1) * (pe - pb) // nt):
+                        pack_a(a, pi * MR, p0, p1, ablk[(pi - pb) * kk * MR:])
+                for t in prange(nt):                # then (all of it packed) each task computes its part of C
+                    bp, tile = bps[t], tiles[t]
+                    if by_cols: c0, c1, pi0, pi1 = t * n_slivers // nt * NR, min(n, (t + 1) * n_slivers // nt * NR), pb, pe
+                    else:       c0, c1, pi0, pi1 = 0, n, pb + t * (pe - pb) // nt, pb + (t + 1) * (pe - pb) // nt
+                    n_blk = max(1, (c1 - c0 + nc - 1) // nc)    # this task's columns in blocks of at most nc, of equal width
+                    w = max(NR, ((c1 - c0 + n_blk - 1) // n_blk + NR - 1) // NR * NR)
+                    for j0 in range(c0, c1, w):     # loop 3: blocks of w columns of B and C
+                        j1 = min(j0 + w, c1)
+                        ns = (j1 - j0 + NR - 1) // NR
+                        ragged = (j1 - j0) % NR != 0    # a last sliver narrower than NR
+                        if pack_b: pack_b_block(b, p0, p1, j0, j1, bp)                 # pack B[p0:p1, j0:j1]
+                        elif ragged: pack_b_block(b, p0, p1, j0 + (ns - 1) * NR, j1, bp)   # (or only its ragged last sliver)
+                        first = t * (pe - pb) // nt if by_cols else 0   # (starting with the panels it packed: in its cache)
+                        for q in range(pi1 - pi0):  # loop 2: panels of A, from the shared block
+                            pi = pi0 + (first + q) % (pi1 - pi0)
+                            ip, ap = pi * MR, ablk[(pi - pb) * kk * MR:]
+                            for s in range(ns):     # loop 1: slivers of B
+                                j = j0 + s * NR
+                                if pack_b: B, bo, brs = bp, s * kk * NR, NR
+                                elif ragged and s == ns - 1: B, bo, brs = bp, 0, NR
+                                else: B, bo, brs = bf, p0 * n + j, n
+                                if ip + MR <= m and j + NR <= n: microkernel(ap, B, bo, brs, kk, c, ip, j, p0 == 0)
+                                else:               # the block sticks out of C: compute it aside, copy what fits
+                                    microkernel(ap, B, bo, brs, kk, tile, 0, 0, True)
+                                    for r in range(min(MR, m - ip)):
+                                        for x in range(min(NR, n - j)):
+                                            if p0 == 0: c[ip + r, j + x] = tile[r, x]
+                                            else: c[ip + r, j + x] += tile[r, x]
+    return dict(microkernel=microkernel, transpose_block=transpose_block, pack_a=pack_a, pack_b=pack_b_block,
+                blocks=blocks, loops=loops)
 
 @functools.cache
 def goto_kernels(cfg:GotoConfig, # the configuration to build
                  pack_b:bool=True, # False: the lesson's variant, whose micro-kernel reads B in place
                 ) -> dict:
     "The micro-kernel, packing routines and loops for `cfg`, built once per configuration (numba compiles each on first use)."
-    return _build(replace(cfg, name='', kc=0, nc=0), pack_b)   # the blocks are arguments: they change no code
+    return _build(replace(cfg, name='', kc=0, nc=0, mc=0), pack_b)   # the blocks are arguments: they change no code
 
 # %% ../nbs/01a_fast_matmul.ipynb #04876908
 def matmul_goto(a:torch.Tensor, # the left matrix, (m, k)
@@ -396,8 +418,35 @@ def matmul_goto(a:torch.Tensor, # the left matrix, (m, k)
     elif cfg.dtype != _dtype_name(a.dtype):
         raise TypeError(f'configuration {cfg.name} multiplies {cfg.dtype}, but a is {a.dtype}; '
                         f'pass a configuration for {_dtype_name(a.dtype)} or no cfg')
-    loops = goto_kernels(cfg)['loops']
-    return _run_kernel(lambda an, bn, cn: loops(an, bn, cn, cfg.kc, cfg.nc), a, b, init=np.empty)
+    return _run_goto(goto_kernels(cfg), cfg, a, b)
+
+def _run_goto(kernels:dict, # what `goto_kernels` built
+              cfg:GotoConfig, # the blocks to run its loops with
+              a:torch.Tensor, b:torch.Tensor, # the matrices
+             ) -> torch.Tensor:
+    "Run the loops of `kernels` with `cfg`'s blocks and the workspace, into a result whose rows start on cache lines where they can."
+    def run(an, bn, cn):
+        size = kernels['blocks'](an.shape[0], an.shape[1], bn.shape[1], cfg.kc, cfg.nc, cfg.mc, get_num_threads())[-1]
+        kernels['loops'](an, bn, cn, cfg.kc, cfg.nc, cfg.mc, _workspace(size, an.dtype))
+    return _run_kernel(run, a, b, init=_empty64)
+
+_WORK = {}   # dtype -> the workspace: packed blocks go there, call after call (BLIS keeps a pool of such buffers too)
+
+def _workspace(n:int, # numbers needed
+               dtype, # their dtype
+              ) -> np.ndarray:
+    "`n` numbers of `dtype` starting on a cache line, from a buffer kept between calls (grown when too small)."
+    buf = _WORK.get(np.dtype(dtype))
+    if buf is None or len(buf) < n: buf = _WORK[np.dtype(dtype)] = _empty64((n,), dtype)
+    return buf[:n]
+
+def _empty64(shape:tuple, # the result's shape
+             dtype, # and dtype
+            ) -> np.ndarray:
+    "`np.empty(shape, dtype)` starting on a 64-byte boundary (NumPy's allocator: large arrays get the OS's huge pages)."
+    n, size = math.prod(shape), np.dtype(dtype).itemsize
+    buf = np.empty(n + 64 // size, dtype)
+    return buf[(-buf.ctypes.data) % 64 // size:][:n].reshape(shape)
 
 # %% ../nbs/01a_fast_matmul.ipynb #e1a0c019
 def check_goto(cfg:GotoConfig|None=None, # the configuration to test (default: the one matmul_goto chooses)
@@ -429,8 +478,7 @@ def _threads(n:int):
 
 def _goto_variant(cfg:GotoConfig, pack_b:bool=True):
     "`matmul_goto` with the loops that `goto_kernels(cfg, pack_b)` builds: the benchmark's layers."
-    loops = goto_kernels(cfg, pack_b)['loops']
-    return lambda a, b: _run_kernel(lambda an, bn, cn: loops(an, bn, cn, cfg.kc, cfg.nc), a, b, init=np.empty)
+    return partial(_run_goto, goto_kernels(cfg, pack_b), cfg)
 
 @functools.cache
 def _microkernel_loop(cfg:GotoConfig):
@@ -441,13 +489,21 @@ def _microkernel_loop(cfg:GotoConfig):
         for _ in range(reps): mk(ap, bp, 0, nr, kc, c, 0, 0, False)
     return loop
 
-def _microkernel_gflops(cfg:GotoConfig, reps:int=20000) -> float:
-    "GFLOP/s of `cfg`'s micro-kernel alone on one core, its inputs in L1: the ceiling for `matmul_goto`."
-    loop, dt = _microkernel_loop(cfg), np.dtype(cfg.dtype)
-    ap, bp, c = np.random.rand(cfg.kc * cfg.mr).astype(dt), np.random.rand(cfg.kc * cfg.nr).astype(dt), np.zeros((cfg.mr, cfg.nr), dt)
-    loop(ap, bp, c, cfg.kc, 1)
-    s = time_fns({'mk': partial(loop, ap, bp, c, cfg.kc, reps)}, repeats=5)['mk']
-    return 2 * cfg.mr * cfg.nr * cfg.kc * reps / s / 1e9
+def _microkernel_gflops(cfg:GotoConfig, reps:int=20000,
+                        offsets=(0,), # bytes past a cache line where the panel, the sliver and C's block start
+                       ) -> list[float]:
+    "GFLOP/s of `cfg`'s micro-kernel alone on one core, its inputs in L1 (the ceiling for `matmul_goto`), for each offset."
+    loop, dt, runs = _microkernel_loop(cfg), np.dtype(cfg.dtype), {}
+    def buf(n, off):                            # n random numbers, `off` bytes past a cache line
+        x = _empty64((n + 64 // dt.itemsize,), dt)[off // dt.itemsize:][:n]
+        x[:] = np.random.rand(n)
+        return x
+    for off in offsets:
+        ap, bp, c = buf(cfg.kc * cfg.mr, off), buf(cfg.kc * cfg.nr, off), buf(cfg.mr * cfg.nr, off).reshape(cfg.mr, cfg.nr)
+        loop(ap, bp, c, cfg.kc, 1)
+        runs[off] = partial(loop, ap, bp, c, cfg.kc, reps)
+    s = time_fns(runs, repeats=5)
+    return [2 * cfg.mr * cfg.nr * cfg.kc * reps / s[off] / 1e9 for off in offsets]
 
 def bench_goto_layers(sizes=(1024, 2048), # square sizes n: (n, n) @ (n, n)
                       repeats:int=5, # timed rounds per size
@@ -458,12 +514,12 @@ def bench_goto_layers(sizes=(1024, 2048), # square sizes n: (n, n) @ (n, n)
     cfg = choose_config(torch.float32) if cfg is None else cfg
     dt, nt, rows = getattr(torch, cfg.dtype), get_num_threads(), []
     ths = f'{nt} thread' + ('s' if nt > 1 else '')
-    mk = _microkernel_gflops(cfg, reps=reps)       # the same for every size: its inputs stay in L1
+    mk = _microkernel_gflops(cfg, reps=reps)[0]    # the same for every size: its inputs stay in L1
     for n in sizes:
         g = torch.Generator().manual_seed(0)
         a, b = torch.randn(n, n, generator=g, dtype=dt), torch.randn(n, n, generator=g, dtype=dt)
         steps = {'tiled (lesson 1)':                      (1, partial(matmul_tiled, a, b)),
-                 'micro-kernel, B in place, no blocks':   (1, partial(_goto_variant(replace(cfg, kc=n, nc=n, ahead=0), pack_b=False), a, b)),
+                 'micro-kernel, B in place, no blocks':   (1, partial(_goto_variant(replace(cfg, kc=n, nc=n, mc=n, ahead=0), pack_b=False), a, b)),
                  '+ blocks of kc, nc (B in place)':       (1, partial(_goto_variant(replace(cfg, ahead=0), pack_b=False), a, b)),
                  '+ packed B':                            (1, partial(_goto_variant(replace(cfg, ahead=0)), a, b)),
                  "+ asking for B's rows ahead":           (1, partial(matmul_goto, a, b, cfg)),
@@ -475,7 +531,7 @@ def bench_goto_layers(sizes=(1024, 2048), # square sizes n: (n, n) @ (n, n)
             with _threads(t): f()
         med = time_fns({k: partial(run, t, f) for k, (t, f) in steps.items()}, repeats=repeats)
         head = (f'{n}×{n} @ {n}×{n}, {cfg.dtype}  ({machine_info()}; numba targets {numba_target()[0]}; '
-                f'{cfg.name}: {cfg.mr}×{cfg.nr}, kc {cfg.kc}, nc {cfg.nc}, ahead {cfg.ahead})')
+                f'{cfg.name}: {cfg.mr}×{cfg.nr}, kc {cfg.kc}, nc {cfg.nc}, mc {cfg.mc}, ahead {cfg.ahead})')
         print('\n' + '\n'.join(textwrap.wrap(head, 90, subsequent_indent='  ', break_on_hyphens=False)))
         print(f"{'step':<38}{'threads':>8}{'time':>10}{'GFLOP/s':>9}{'time/torch':>12}")
         rows.append(dict(n=n, step='micro-kernel alone, inputs in L1', threads=1, seconds=None, gflops=mk, vs_torch=None))

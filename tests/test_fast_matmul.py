@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from mlfound.core import MACHINE_PROFILES, profile_env, rounding_bound
-from mlfound.fast_matmul import (ISAS, TILES, GotoConfig, choose_config, goto_blocks, goto_config, goto_isa,
+from mlfound.fast_matmul import (ISAS, MC_BYTES, TILES, GotoConfig, choose_config, goto_blocks, goto_config, goto_isa,
                                  matmul_goto, numba_target)
 
 HOST_AVX512 = '+64bit,+avx,+avx2,+fma,+avx512f,+avx512bw,+avx512dq,+avx512vl'
@@ -39,28 +39,32 @@ def test_goto_isa(features, isa):
     assert goto_isa(features) == isa
 
 
-CACHES = [{1: 32 << 10, 2: 256 << 10}, {1: 48 << 10, 2: 2 << 20}, {1: 64 << 10, 2: 1 << 20},
-          {1: 128 << 10, 2: 12 << 20}, {1: 32 << 10, 2: 512 << 10}, {}]   # Skylake, Sapphire Rapids, N1, M1, Zen 2, none
+CACHES = [{1: 32 << 10, 2: 256 << 10, 3: 8 << 20}, {1: 48 << 10, 2: 2 << 20, 3: 105 << 20}, {1: 64 << 10, 2: 1 << 20},
+          {1: 128 << 10, 2: 12 << 20}, {1: 32 << 10, 2: 512 << 10, 3: 16 << 20}, {3: 1 << 20},
+          {}]   # Skylake, Sapphire Rapids, N1, M1 (no L3 given), Zen 2, a tiny L3 alone, none
 
 
 @pytest.mark.parametrize('isa, dtype', list(TILES))
 @pytest.mark.parametrize('caches', CACHES)
 def test_config_fits_registers_and_caches(isa, dtype, caches):
     cfg = goto_config(isa, dtype, caches)
-    vbits, regs, _, l1, l2 = ISAS[isa]
-    l1, l2 = caches.get(1, l1), caches.get(2, l2)
+    vbits, regs, _, l1, l2, l3 = ISAS[isa]
+    l1, l2, l3 = caches.get(1, l1), caches.get(2, l2), caches.get(3, l3)
     assert (cfg.vbits, cfg.dtype, cfg.name) == (vbits, dtype, f"{isa}-{dtype.replace('float', 'f')}")
     assert cfg.nr % cfg.lanes == 0 and cfg.registers <= regs               # whole vectors; the tile fits the registers
     assert cfg.kc > 0 and cfg.kc % 16 == 0 and cfg.kc * cfg.mr * cfg.itemsize <= l1 // 2   # A's panel in half of L1
     assert cfg.nc % cfg.nr == 0 and cfg.nc >= 8 * cfg.nr                    # B's block: whole slivers, at least 8
     assert cfg.kc * cfg.nc * cfg.itemsize <= l2 // 2                        # in half of L2
+    assert cfg.mc % cfg.mr == 0 and cfg.mc >= cfg.mr                        # A's block: whole panels, at least one
+    assert cfg.mc == cfg.mr or cfg.mc * cfg.kc * cfg.itemsize <= min(l3 // 2, MC_BYTES)   # in half of L3, capped
     assert 1 <= cfg.ahead <= 64
 
 
 def test_blocks_match_blis_where_caches_agree():
-    "On Skylake's 32 KiB L1 and 256 KiB L2, the AVX2 float32 tile gets BLIS haswell's kc = 256."
-    assert goto_blocks(6, 16, 4, 32 << 10, 256 << 10) == (256, 128)
-    assert goto_blocks(12, 32, 4, 48 << 10, 2 << 20) == (512, 512)
+    "On Skylake's 32 KiB L1, 256 KiB L2 and 8 MiB L3, the AVX2 float32 tile gets BLIS haswell's kc = 256, and mc near its 4080."
+    assert goto_blocks(6, 16, 4, 32 << 10, 256 << 10, 8 << 20) == (256, 128, 4092)
+    assert goto_blocks(12, 32, 4, 48 << 10, 2 << 20, 105 << 20) == (512, 512, 8184)   # A's block capped at MC_BYTES
+    assert goto_blocks(12, 32, 4, 48 << 10, 2 << 20, 1 << 10) == (512, 512, 12)       # a tiny L3: still one panel
 
 
 def test_bad_config_requests():
@@ -104,7 +108,7 @@ SCRIPT = textwrap.dedent('''
             (3, 7, 2 * nr),                         # two slivers for three threads: rows, and one task has none
             (0, 0, 5), (4, 0, 0),                   # empty inputs
             (1000, 999, 1001))
-        small = replace(cfg, kc=16, nc=2 * nr)      # many blocks per thread
+        small = replace(cfg, kc=16, nc=2 * nr, mc=2 * mr)   # many blocks of B per thread, many blocks of A
         dt = getattr(torch, cfg.dtype)
         for nt in (1, 2, 3):
             numba.set_num_threads(nt)
