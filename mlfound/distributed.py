@@ -15,6 +15,7 @@ __all__ = ['DistBatchSampler', 'shard_loader', 'DDPCB', 'WorkerError', 'check_po
 # %% ../nbs/06b_distributed.ipynb #e0437d1e
 import torch
 import torch.distributed as dist
+import torch.distributed.nn  # before any group exists: imported later, it keeps the default group alive (see below)
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel

@@ -74,6 +74,28 @@ def test_grads_two_processes_equal_one(tmp_path):
         assert ((2 * two[k] - one[k]).abs() > bound[k]).any(), k   # the bound would catch a sum instead of a mean
 
 
+GROUP_LEFT = """
+import os, torch
+from torch import nn
+from mlfound.distributed import run_in_group
+def step():
+    model = nn.parallel.DistributedDataParallel(nn.Linear(3, 2))
+    model(torch.ones(4, 3)).sum().backward()
+run_in_group(step)
+names = [open(f'/proc/self/task/{t}/comm').read().strip() for t in os.listdir('/proc/self/task')]
+print('threads:', sorted(names))
+"""
+
+@pytest.mark.skipif(not Path('/proc/self/task').exists(), reason='thread names are read from /proc (Linux)')
+def test_group_threads_gone_after_run(tmp_path):
+    "After `run_in_group` with DDP, gloo's threads are joined: none is left to abort the interpreter's shutdown."
+    e = {**env(), 'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': str(free_port()), 'RANK': '0', 'WORLD_SIZE': '1', 'LOCAL_RANK': '0'}
+    r = subprocess.run([sys.executable, '-c', GROUP_LEFT], capture_output=True, text=True, env=e, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    line = next(l for l in r.stdout.splitlines() if l.startswith('threads:'))
+    assert 'gloo' not in line, line
+
+
 def test_two_processes_train_like_one(tmp_path):
     "`--nproc 2` with the same global batch: accuracy within half a point of `--nproc 1`; rank 0 alone writes, atomically."
     r1 = train('--epochs', 1, '--bs', 64, '--out', tmp_path / 'one')
