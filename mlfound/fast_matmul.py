@@ -311,6 +311,25 @@ def _build(cfg:GotoConfig, pack_b:bool) -> dict:
             return context.get_dummy_value()
         return sig, codegen
 
+    @intrinsic
+    def copy_row(typingctx, b, p, j, bp, bo):
+        "Copy the NR numbers `b[p, j:j+NR]` to `bp[bo:]` as NR/L whole vectors: a load and a store each."
+        if b.layout != 'C': raise TypeError(f'copy_row needs a C-contiguous array, got {b}')
+        sig = types.void(b, p, j, bp, bo)
+        def codegen(context, builder, sig, args):
+            bv, pv, jv, bpv, bov = args
+            arr = context.make_array(sig.args[0])(context, builder, bv)
+            ldb = builder.extract_value(arr.shape, 1)                   # b's row length
+            src = builder.gep(arr.data, [builder.add(builder.mul(pv, ldb), jv)])   # &b[p, j]
+            dst = _array_ptr(context, builder, sig.args[3], bpv, bov)
+            vty = ir.VectorType(ir.FloatType() if cfg.dtype == 'float32' else ir.DoubleType(), L)
+            for v in range(NR // L):
+                at = [ir.Constant(ir.IntType(64), v * L)]
+                x = builder.load(builder.bitcast(builder.gep(src, at), vty.as_pointer()), align=cfg.itemsize)
+                builder.store(x, builder.bitcast(builder.gep(dst, at), vty.as_pointer()), align=cfg.itemsize)
+            return context.get_dummy_value()
+        return sig, codegen
+
     @njit(error_model='numpy')
     def pack_a(a, i0, p0, p1, ap):
         "Copy `a[i0:i0+MR, p0:p1]` into `ap` column by column (MR numbers per p), with zero rows past the end of `a`."
@@ -333,8 +352,7 @@ def _build(cfg:GotoConfig, pack_b:bool) -> dict:
                 cols = min(NR, j1 - j0 - s * NR)
                 for pp in range(r0, min(r0 + 16, kk)):
                     base, col = (s * kk + pp) * NR, j0 + s * NR
-                    if cols == NR:                  # a whole sliver: whole vectors
-                        for q in range(NR): bp[base + q] = b[p0 + pp, col + q]
+                    if cols == NR: copy_row(b, p0 + pp, col, bp, base)   # a whole sliver: whole vectors
                     else:
                         for q in range(cols): bp[base + q] = b[p0 + pp, col + q]
                         for q in range(cols, NR): bp[base + q] = 0
@@ -346,8 +364,9 @@ def _build(cfg:GotoConfig, pack_b:bool) -> dict:
         n_panels = (m + MR - 1) // MR
         n_ablk = max(1, (n_panels + max(1, mc // MR) - 1) // max(1, mc // MR))   # blocks of A's rows, no more than mc each,
         mp = max(1, (n_panels + n_ablk - 1) // n_ablk)                          #   of mp panels each (the last one fewer)
-        an, bn = (mp * kc * MR + 63) // 64 * 64, (nc * kc + 63) // 64 * 64   # A's block, each task's block of B: whole
-        return kc, nc, mp, an, bn, an + nt * bn                               #   cache lines, so that each starts on one
+        an, bn, pn = (mp * kc * MR + 63) // 64 * 64, (nc * kc + 63) // 64 * 64, (kc * MR + 63) // 64 * 64
+        return kc, nc, mp, an, bn, pn, an + nt * (bn + pn)   # A's block, each task's block of B and its own panel of A:
+                                                             #   whole cache lines, so that each starts on one
 
     @njit(parallel=True, error_model='numpy')
     def loops(a, b, c, kc, nc, mc, work):
@@ -356,14 +375,47 @@ def _build(cfg:GotoConfig, pack_b:bool) -> dict:
         n = b.shape[1]
         if k == 0: c[:] = 0; return                 # an empty sum: no slice along k would write c
         n_panels, n_slivers, nt = (m + MR - 1) // MR, (n + NR - 1) // NR, get_num_threads()
-        kc, nc, mp, an, bn, size = blocks(m, k, n, kc, nc, mc, nt)
+        kc, nc, mp, an, bn, pn, size = blocks(m, k, n, kc, nc, mc, nt)
         if len(work) < size: raise ValueError('the workspace is too small for these blocks')
-        by_cols = m <= n and n_slivers >= nt        # split C's columns (each task uses all of A's block), else its rows
+        by_cols = m <= n and n_slivers >= nt        # split C's columns (each task uses all of A), else its rows
         ablk = work[:an]                            # the packed block of A: mp panels of kc×MR, shared by the tasks
         bps = work[an:an + nt * bn].reshape(nt, bn) # each task's packed block of B: nc/NR slivers of kc×NR
+        aps = work[an + nt * bn:size].reshape(nt, pn)   # and its own packed panel of A
         tiles = np.empty((nt, MR, NR), c.dtype)     # each task's scratch block, for the edges of C
         bf = b.reshape(k * n)                       # b as one flat row, to read it in place
-        for i0 in range(0, n_panels * MR, mp * MR): # loop 5: blocks of rows of A and C
+        blocks_per_task = ((n_slivers + nt - 1) // nt * NR + nc - 1) // nc
+        if not by_cols or nt * blocks_per_task <= 2:    # sharing A's block would save no copy of it, or one: each task
+            for t in prange(nt):                        #   packs its own panels just before using them, and no task waits
+                bp, ap, tile = bps[t], aps[t], tiles[t]
+                if by_cols: c0, c1, pi0, pi1 = t * n_slivers // nt * NR, min(n, (t + 1) * n_slivers // nt * NR), 0, n_panels
+                else:       c0, c1, pi0, pi1 = 0, n, t * n_panels // nt, (t + 1) * n_panels // nt
+                n_blk = max(1, (c1 - c0 + nc - 1) // nc)    # this task's columns in blocks of at most nc, of equal width
+                w = max(NR, ((c1 - c0 + n_blk - 1) // n_blk + NR - 1) // NR * NR)
+                for j0 in range(c0, c1, w):             # loop 3: blocks of w columns of B and C
+                    j1 = min(j0 + w, c1)
+                    ns = (j1 - j0 + NR - 1) // NR
+                    ragged = (j1 - j0) % NR != 0        # a last sliver narrower than NR
+                    for p0 in range(0, k, kc):          # loop 4: slices of kc along the dot products
+                        p1 = min(p0 + kc, k); kk = p1 - p0
+                        if pack_b: pack_b_block(b, p0, p1, j0, j1, bp)                 # pack B[p0:p1, j0:j1]
+                        elif ragged: pack_b_block(b, p0, p1, j0 + (ns - 1) * NR, j1, bp)   # (or only its ragged last sliver)
+                        for pi in range(pi0, pi1):      # loop 2: the task's panels of A, each packed just before use
+                            ip = pi * MR
+                            pack_a(a, ip, p0, p1, ap)
+                            for s in range(ns):         # loop 1: slivers of B
+                                j = j0 + s * NR
+                                if pack_b: B, bo, brs = bp, s * kk * NR, NR
+                                elif ragged and s == ns - 1: B, bo, brs = bp, 0, NR
+                                else: B, bo, brs = bf, p0 * n + j, n
+                                if ip + MR <= m and j + NR <= n: microkernel(ap, B, bo, brs, kk, c, ip, j, p0 == 0)
+                                else:                   # the block sticks out of C: compute it aside, copy what fits
+                                    microkernel(ap, B, bo, brs, kk, tile, 0, 0, True)
+                                    for r in range(min(MR, m - ip)):
+                                        for x in range(min(NR, n - j)):
+                                            if p0 == 0: c[ip + r, j + x] = tile[r, x]
+                                            else: c[ip + r, j + x] += tile[r, x]
+            return
+        for i0 in range(0, n_panels * MR, mp * MR): # loop 5: blocks of rows of A and C, A's block shared by the tasks
             pb, pe = i0 // MR, min(i0 // MR + mp, n_panels)   # the block's panels
             for p0 in range(0, k, kc):              # loop 4: slices of kc along the dot products
                 p1 = min(p0 + kc, k); kk = p1 - p0
@@ -398,8 +450,8 @@ def _build(cfg:GotoConfig, pack_b:bool) -> dict:
                                         for x in range(min(NR, n - j)):
                                             if p0 == 0: c[ip + r, j + x] = tile[r, x]
                                             else: c[ip + r, j + x] += tile[r, x]
-    return dict(microkernel=microkernel, transpose_block=transpose_block, pack_a=pack_a, pack_b=pack_b_block,
-                blocks=blocks, loops=loops)
+    return dict(microkernel=microkernel, transpose_block=transpose_block, copy_row=copy_row, pack_a=pack_a,
+                pack_b=pack_b_block, blocks=blocks, loops=loops)
 
 @functools.cache
 def goto_kernels(cfg:GotoConfig, # the configuration to build
@@ -441,10 +493,12 @@ def _workspace(n:int, # numbers needed
     return buf[:n]
 
 def _empty64(shape:tuple, # the result's shape
-             dtype, # and dtype
+             dtype, # and dtype (float32 or float64)
             ) -> np.ndarray:
-    "`np.empty(shape, dtype)` starting on a 64-byte boundary (NumPy's allocator: large arrays get the OS's huge pages)."
+    "An uninitialised array of `shape` and `dtype` that starts on a 64-byte boundary, from PyTorch's allocator."
     n, size = math.prod(shape), np.dtype(dtype).itemsize
+    x = torch.empty(n, dtype=getattr(torch, np.dtype(dtype).name)).numpy()   # PyTorch aligns to 64 bytes, except
+    if x.ctypes.data % 64 == 0: return x.reshape(shape)                       #   on mobile builds: then pad
     buf = np.empty(n + 64 // size, dtype)
     return buf[(-buf.ctypes.data) % 64 // size:][:n].reshape(shape)
 

@@ -118,6 +118,28 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.parametrize('isa, dtype', list(TILES))
+def test_packing_layouts(isa, dtype):
+    "`pack_a` and `pack_b` of every configuration write the layouts the micro-kernel reads, against NumPy's slicing."
+    import numpy as np
+    from mlfound.fast_matmul import goto_kernels
+    cfg = goto_config(isa, dtype)
+    k_, mr, nr = goto_kernels(cfg), cfg.mr, cfg.nr
+    x = np.random.default_rng(0).standard_normal((3 * mr + 5, 4 * nr + 7)).astype(dtype)
+    for p0, p1 in ((0, 9), (3, 3 + 2 * cfg.lanes + 1)):        # whole vectors, and a few columns past them
+        for i0 in (0, mr + 1, 3 * mr):                           # whole panels, and a last one of 5 rows
+            ap = np.full((p1 - p0) * mr, np.nan, dtype)
+            k_['pack_a'](x, i0, p0, p1, ap)
+            want = np.zeros((mr, p1 - p0), dtype); rows = x[i0:i0 + mr, p0:p1]; want[:len(rows)] = rows
+            np.testing.assert_array_equal(ap, want.T.reshape(-1))   # column by column, zero rows past the end
+        for j0, j1 in ((0, 2 * nr), (5, 5 + 3 * nr + 7)):        # whole slivers, and a ragged last one
+            ns = (j1 - j0 + nr - 1) // nr
+            bp = np.full(ns * (p1 - p0) * nr, np.nan, dtype)
+            k_['pack_b'](x, p0, p1, j0, j1, bp)
+            want = np.zeros((p1 - p0, ns * nr), dtype); want[:, :j1 - j0] = x[p0:p1, j0:j1]
+            np.testing.assert_array_equal(bp, want.reshape(p1 - p0, ns, nr).transpose(1, 0, 2).reshape(-1))
+
+
 def run_script(which, env):
     r = subprocess.run([sys.executable, '-c', SCRIPT, which], capture_output=True, text=True, env=env, timeout=1200)
     assert r.returncode == 0, f'matmul_goto failed:\n{r.stdout}\n{r.stderr[-3000:]}'
