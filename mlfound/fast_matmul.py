@@ -359,14 +359,19 @@ def _build(cfg:GotoConfig, pack_b:bool) -> dict:
 
     @njit(error_model='numpy')
     def blocks(m, k, n, kc, nc, mc, nt):
-        "The blocks for these shapes: kc and nc no bigger than needed, panels per block of A, and the workspace's layout."
+        "The blocks for these shapes: kc and nc no bigger than needed, whether the tasks share A's block (of mp panels), the workspace's layout."
         kc, nc = max(1, min(kc, k)), max(NR, min(nc, n + NR - 1) // NR * NR)   # (nc: whole slivers)
-        n_panels = (m + MR - 1) // MR
+        n_panels, n_slivers = (m + MR - 1) // MR, (n + NR - 1) // NR
+        by_cols = m <= n and n_slivers >= nt        # split C's columns (each task uses all of A), else its rows
+        per_task = ((n_slivers + nt - 1) // nt * NR + nc - 1) // nc   # blocks of B per task: copies of A it would pack
+        share = by_cols and nt * per_task > 2      # share A's block where it saves more than one copy
         n_ablk = max(1, (n_panels + max(1, mc // MR) - 1) // max(1, mc // MR))   # blocks of A's rows, no more than mc each,
         mp = max(1, (n_panels + n_ablk - 1) // n_ablk)                          #   of mp panels each (the last one fewer)
-        an, bn, pn = (mp * kc * MR + 63) // 64 * 64, (nc * kc + 63) // 64 * 64, (kc * MR + 63) // 64 * 64
-        return kc, nc, mp, an, bn, pn, an + nt * (bn + pn)   # A's block, each task's block of B and its own panel of A:
-                                                             #   whole cache lines, so that each starts on one
+        an = (mp * kc * MR + 63) // 64 * 64 if share else 0
+        bn, pn = (nc * kc + 63) // 64 * 64, (kc * MR + 63) // 64 * 64
+        return kc, nc, by_cols, share, mp, an, bn, pn, an + nt * (bn + pn)   # A's block (if shared), each task's block of
+                                                                             #   B and its own panel of A: whole cache
+                                                                             #   lines, so that each starts on one
 
     @njit(parallel=True, error_model='numpy')
     def loops(a, b, c, kc, nc, mc, work):
@@ -375,16 +380,14 @@ def _build(cfg:GotoConfig, pack_b:bool) -> dict:
         n = b.shape[1]
         if k == 0: c[:] = 0; return                 # an empty sum: no slice along k would write c
         n_panels, n_slivers, nt = (m + MR - 1) // MR, (n + NR - 1) // NR, get_num_threads()
-        kc, nc, mp, an, bn, pn, size = blocks(m, k, n, kc, nc, mc, nt)
+        kc, nc, by_cols, share, mp, an, bn, pn, size = blocks(m, k, n, kc, nc, mc, nt)
         if len(work) < size: raise ValueError('the workspace is too small for these blocks')
-        by_cols = m <= n and n_slivers >= nt        # split C's columns (each task uses all of A), else its rows
         ablk = work[:an]                            # the packed block of A: mp panels of kc×MR, shared by the tasks
         bps = work[an:an + nt * bn].reshape(nt, bn) # each task's packed block of B: nc/NR slivers of kc×NR
         aps = work[an + nt * bn:size].reshape(nt, pn)   # and its own packed panel of A
         tiles = np.empty((nt, MR, NR), c.dtype)     # each task's scratch block, for the edges of C
         bf = b.reshape(k * n)                       # b as one flat row, to read it in place
-        blocks_per_task = ((n_slivers + nt - 1) // nt * NR + nc - 1) // nc
-        if not by_cols or nt * blocks_per_task <= 2:    # sharing A's block would save no copy of it, or one: each task
+        if not share:                               # sharing A's block would save no copy of it, or one: each task
             for t in prange(nt):                        #   packs its own panels just before using them, and no task waits
                 bp, ap, tile = bps[t], aps[t], tiles[t]
                 if by_cols: c0, c1, pi0, pi1 = t * n_slivers // nt * NR, min(n, (t + 1) * n_slivers // nt * NR), 0, n_panels
@@ -476,7 +479,7 @@ def _run_goto(kernels:dict, # what `goto_kernels` built
               cfg:GotoConfig, # the blocks to run its loops with
               a:torch.Tensor, b:torch.Tensor, # the matrices
              ) -> torch.Tensor:
-    "Run the loops of `kernels` with `cfg`'s blocks and the workspace, into a result whose rows start on cache lines where they can."
+    "Run the loops of `kernels` with `cfg`'s blocks and the workspace, into a result that starts on a cache line."
     def run(an, bn, cn):
         size = kernels['blocks'](an.shape[0], an.shape[1], bn.shape[1], cfg.kc, cfg.nc, cfg.mc, get_num_threads())[-1]
         kernels['loops'](an, bn, cn, cfg.kc, cfg.nc, cfg.mc, _workspace(size, an.dtype))
