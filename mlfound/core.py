@@ -48,13 +48,14 @@ def to_device(x, # a tensor, or a list, tuple or dict of them (nested); anything
 def time_fns(fns:dict[str, Callable], # name -> a function of no arguments, to be timed
              repeats:int=5, # timed rounds; each round calls every function once
              warmup:int=1, # untimed rounds before measuring
+             seed:int=0, # seeds the order of the calls in each round
             ) -> dict[str, float]:
-    "Median wall-clock seconds per call of each of `fns`, timed in interleaved rounds."
+    "Median wall-clock seconds per call of each of `fns`, timed in rounds that call them all, in a new random order each round."
     if repeats < 1: raise ValueError(f'repeats must be at least 1, got {repeats}')
     if not fns: raise ValueError('time_fns needs at least one function to time')
-    names, times = list(fns), {k: [] for k in fns}
+    names, times, rng = list(fns), {k: [] for k in fns}, random.Random(seed)
     for r in range(warmup + repeats):
-        for k in names[r % len(names):] + names[:r % len(names)]:   # each round starts with the next function
+        for k in rng.sample(names, len(names)):     # this round's order (its own generator: the global one is left alone)
             t0 = time.perf_counter()
             fns[k]()
             if r >= warmup: times[k].append(time.perf_counter() - t0)

@@ -361,6 +361,8 @@ def _build(cfg:GotoConfig, pack_b:bool) -> dict:
     def blocks(m, k, n, kc, nc, mc, nt):
         "The blocks for these shapes: kc and nc no bigger than needed, whether the tasks share A's block (of mp panels), the workspace's layout."
         kc, nc = max(1, min(kc, k)), max(NR, min(nc, n + NR - 1) // NR * NR)   # (nc: whole slivers)
+        n_sl = max(1, (k + kc - 1) // kc)           # k in as few slices as kc allows,
+        kc = max(1, (k + n_sl - 1) // n_sl)         #   all of the same length (the last one may be shorter by less than n_sl)
         n_panels, n_slivers = (m + MR - 1) // MR, (n + NR - 1) // NR
         by_cols = m <= n and n_slivers >= nt        # split C's columns (each task uses all of A), else its rows
         per_task = ((n_slivers + nt - 1) // nt * NR + nc - 1) // nc   # blocks of B per task: copies of A it would pack

@@ -67,6 +67,17 @@ def test_blocks_match_blis_where_caches_agree():
     assert goto_blocks(12, 32, 4, 48 << 10, 2 << 20, 1 << 10) == (512, 512, 12)       # a tiny L3: still one panel
 
 
+@pytest.mark.parametrize('k, kc, slices', [(1024, 336, [256] * 4), (999, 512, [500, 499]), (1024, 512, [512, 512]),
+                                             (337, 336, [169, 168]), (5, 336, [5]), (1, 336, [1])])
+def test_k_cut_into_equal_slices(k, kc, slices):
+    "The loops cut k into as few slices as kc allows, of equal length: no thin last slice costs a whole pass over C."
+    from mlfound.fast_matmul import goto_kernels
+    blocks = goto_kernels(goto_config('avx512', 'float32'))['blocks']
+    kc_run = blocks(40, k, 40, kc, 512, 8184, 1)[0]
+    assert [min(kc_run, k - p0) for p0 in range(0, k, kc_run)] == slices   # as `loops` walks along k
+    assert blocks(40, 0, 40, kc, 512, 8184, 1)[0] >= 1                      # k = 0: still a workspace to size
+
+
 def test_bad_config_requests():
     with pytest.raises(ValueError, match="no kernel for 'sve' and 'float32'"): goto_config('sve')
     a = torch.ones(3, 4)
