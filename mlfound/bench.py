@@ -34,14 +34,6 @@ from .conv import conv2d, Conv2d, mnist_cnn, _conv_forward, _conv_grad_x, _conv_
 # %% ../nbs/90_bench.ipynb #5b7a17c4
 MATMULS = {k: f for k, f in matmuls.items() if k != 'torch'} | {'goto': matmul_goto, 'torch': matmuls['torch']}   # torch last
 
-@contextlib.contextmanager
-def _default_dtype(dtype:torch.dtype):
-    "Make `dtype` PyTorch's default dtype for the block, then restore the old one."
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try: yield
-    finally: torch.set_default_dtype(old)
-
 def bench_matmul(sizes=(512, 1024, 2048, (1000, 999, 1001)), # square sizes n, or (m, k, n) triples
                  names=None, # keys of `MATMULS` to run (default: all; slow ones are skipped at large sizes)
                  repeats:int=5, # timed rounds per size
@@ -53,13 +45,12 @@ def bench_matmul(sizes=(512, 1024, 2048, (1000, 999, 1001)), # square sizes n, o
     note = (f'{dtype}; numba targets {numba_target()[0]}; goto runs {cfg.name} ({cfg.mr}×{cfg.nr}, kc {cfg.kc}, nc {cfg.nc}, mc {cfg.mc}); '
             f'PyTorch uses {torch.backends.cpu.get_cpu_capability()}')
     rows = []
-    with _default_dtype(getattr(torch, dtype)):    # the dtype of `time_matmuls`'s random matrices
-        for s in sizes:
-            m, k, n = (s, s, s) if isinstance(s, int) else s
-            r = time_matmuls(m, k, n, names=names, repeats=repeats, fns=MATMULS)
-            for row in r: row.update(dtype=dtype, config=cfg.name if row['name'] == 'goto' else None)
-            print(ladder_table(r, note), end='\n\n')
-            rows += r
+    for s in sizes:
+        m, k, n = (s, s, s) if isinstance(s, int) else s
+        r = time_matmuls(m, k, n, names=names, repeats=repeats, fns=MATMULS, dtype=getattr(torch, dtype))
+        for row in r: row.update(dtype=dtype, config=cfg.name if row['name'] == 'goto' else None)
+        print(ladder_table(r, note), end='\n\n')
+        rows += r
     return rows
 
 # %% ../nbs/90_bench.ipynb #4d789753

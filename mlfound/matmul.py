@@ -241,10 +241,11 @@ def time_matmuls(m:int, k:int, n:int, # the sizes: (m, k) @ (k, n)
                  repeats:int=5, # timed rounds (each calls every implementation once); the median is kept
                  seed:int=0, # seed for the random matrices
                  fns:dict|None=None, # name -> implementation; default `matmuls`
+                 dtype:torch.dtype=torch.float32, # the dtype of the random matrices
                 ) -> list[dict]:
-    "Time matmul implementations on random float32 matrices, side by side: one dict per implementation."
+    "Time matmul implementations on random matrices (float32 by default), side by side: one dict per implementation."
     g = torch.Generator().manual_seed(seed)
-    a, b = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)
+    a, b = torch.randn(m, k, generator=g, dtype=dtype), torch.randn(k, n, generator=g, dtype=dtype)
     fns = matmuls if fns is None else fns
     names = list(fns) if names is None else list(names)
     if unknown := [nm for nm in names if nm not in fns]: raise ValueError(f'unknown implementations {unknown}; choose from {", ".join(fns)}')
