@@ -17,7 +17,7 @@ import torch
 
 from mlfound.core import MACHINE_PROFILES, profile_env, rounding_bound
 from mlfound.fast_matmul import (ISAS, MC_BYTES, TILES, GotoConfig, choose_config, goto_blocks, goto_config, goto_isa,
-                                 matmul_goto, numba_target)
+                                 goto_kernels, matmul_goto, numba_target)
 
 HOST_AVX512 = '+64bit,+avx,+avx2,+fma,+avx512f,+avx512bw,+avx512dq,+avx512vl'
 _host = llvm.get_host_cpu_features()
@@ -71,7 +71,6 @@ def test_blocks_match_blis_where_caches_agree():
                                              (337, 336, [169, 168]), (5, 336, [5]), (1, 336, [1])])
 def test_k_cut_into_equal_slices(k, kc, slices):
     "The loops cut k into as few slices as kc allows, of equal length: no thin last slice costs a whole pass over C."
-    from mlfound.fast_matmul import goto_kernels
     blocks = goto_kernels(goto_config('avx512', 'float32'))['blocks']
     kc_run = blocks(40, k, 40, kc, 512, 8184, 1)[0]
     assert [min(kc_run, k - p0) for p0 in range(0, k, kc_run)] == slices   # as `loops` walks along k
@@ -133,7 +132,6 @@ SCRIPT = textwrap.dedent('''
 def test_packing_layouts(isa, dtype):
     "`pack_a` and `pack_b` of every configuration write the layouts the micro-kernel reads, against NumPy's slicing."
     import numpy as np
-    from mlfound.fast_matmul import goto_kernels
     cfg = goto_config(isa, dtype)
     k_, mr, nr = goto_kernels(cfg), cfg.mr, cfg.nr
     x = np.random.default_rng(0).standard_normal((3 * mr + 5, 4 * nr + 7)).astype(dtype)
