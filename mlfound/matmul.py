@@ -244,6 +244,7 @@ def time_matmuls(m:int, k:int, n:int, # the sizes: (m, k) @ (k, n)
                  dtype:torch.dtype=torch.float32, # the dtype of the random matrices
                 ) -> list[dict]:
     "Time matmul implementations on random matrices (float32 by default), side by side: one dict per implementation."
+    if not dtype.is_floating_point: raise TypeError(f'time_matmuls draws normal random matrices, so dtype must be a float dtype, got {dtype}')
     g = torch.Generator().manual_seed(seed)
     a, b = torch.randn(m, k, generator=g, dtype=dtype), torch.randn(k, n, generator=g, dtype=dtype)
     fns = matmuls if fns is None else fns
