@@ -150,6 +150,7 @@ def microkernel_asm(cfg:GotoConfig, # the configuration whose micro-kernel to co
                     triple:str='x86_64-unknown-linux-gnu', # an LLVM target triple, e.g. 'aarch64-unknown-linux-gnu'
                     cpu:str='', # an LLVM CPU name, e.g. 'haswell', 'neoverse-n1', 'apple-m1'
                     features:str='', # LLVM features added to the CPU's, e.g. '-prefer-256-bit'
+                    fn_attrs:str='', # LLVM attributes for the function, e.g. '"min-legal-vector-width"="0"'
                    ) -> str:
     "The assembly of `cfg`'s micro-kernel on its own, compiled by llvmlite for any target LLVM knows."
     import llvmlite.binding as llvm
@@ -164,7 +165,9 @@ def microkernel_asm(cfg:GotoConfig, # the configuration whose micro-kernel to co
     _emit_microkernel(builder, cfg, A, B, brs, kc, crows, first)
     builder.ret_void()
     tm = llvm.Target.from_triple(triple).create_target_machine(cpu=cpu, features=features, opt=3)
-    return tm.emit_assembly(llvm.parse_assembly(str(mod)))
+    text = str(mod)
+    if fn_attrs: text = re.sub(r'(define void @"microkernel"\([^)]*\))', lambda m: f'{m[1]} {fn_attrs}', text, count=1)
+    return tm.emit_assembly(llvm.parse_assembly(text))
 
 def count_spills(asm:str, # assembly, x86-64 (AT&T syntax) or AArch64
                 ) -> int:
@@ -251,8 +254,8 @@ def goto_config(isa:str, # a key of `ISAS`: 'avx512', 'avx2' or 'neon'
 
 def goto_isa(features:str, # an LLVM feature string, as numba_target returns
             ) -> str:
-    "The instruction set whose kernels suit a target: 'avx512' where 512-bit vectors are allowed, 'avx2' with FMA, else 'neon'."
-    if _flag(features, 'avx512f') == '+' and _flag(features, 'prefer-256-bit') == '-': return 'avx512'
+    "The instruction set whose kernels suit a target: 'avx512' where it has AVX-512 (512-bit registers), 'avx2' with FMA, else 'neon'."
+    if _flag(features, 'avx512f') == '+' and _flag(features, 'evex512') != '-': return 'avx512'   # (AVX10/256: no zmm)
     if _flag(features, 'avx2') == '+' and _flag(features, 'fma') == '+': return 'avx2'
     return 'neon'                                   # 128-bit vectors: NEON, or any other CPU
 

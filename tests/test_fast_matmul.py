@@ -25,9 +25,10 @@ RUNS_AVX2 = platform.machine() in ('x86_64', 'AMD64') and bool(_host.get('avx2')
 
 
 @pytest.mark.parametrize('features, isa', [
-    (HOST_AVX512 + ',-prefer-256-bit', 'avx512'),          # as `wide_vectors` leaves an AVX-512 host
-    (HOST_AVX512, 'avx2'),                                 # 512-bit vectors not allowed: each would be two registers
-    (HOST_AVX512 + ',+prefer-256-bit', 'avx2'),
+    (HOST_AVX512, 'avx512'),                               # an AVX-512 host as numba targets it,
+    (HOST_AVX512 + ',-prefer-256-bit', 'avx512'),          #   or as `wide_vectors` leaves it: the kernel's own vectors
+    (HOST_AVX512 + ',+prefer-256-bit', 'avx512'),          #   stay whole either way
+    (HOST_AVX512 + ',-evex512', 'avx2'),                   # AVX-512's instructions on 256-bit registers only (AVX10/256)
     (HOST_AVX512 + ',-prefer-256-bit,-avx512f', 'avx2'),   # the last mention of a feature wins, as in LLVM
     (MACHINE_PROFILES['avx2']['NUMBA_CPU_FEATURES'], 'avx2'),
     ('+avx,+avx2,-fma', 'neon'),                           # AVX2 without FMA: the 128-bit tile
@@ -92,7 +93,7 @@ def test_choose_config_follows_numba_target(monkeypatch, profile, isa):
         assert numba_target()[0] == 'haswell'
         assert choose_config(torch.float32).name == f'{isa}-f32' and choose_config(torch.float64).name == f'{isa}-f64'
         assert choose_config(torch.bfloat16).dtype == 'float32'             # other floats are multiplied in float32
-        monkeypatch.setenv('NUMBA_CPU_FEATURES', HOST_AVX512 + ',-prefer-256-bit')
+        monkeypatch.setenv('NUMBA_CPU_FEATURES', HOST_AVX512)                # an AVX-512 target, widened or not
         assert choose_config(torch.float32).name == 'avx512-f32'
     finally:
         monkeypatch.undo()
