@@ -136,15 +136,18 @@ def record_stats(hook:Hook, # the hook: receives the results
     hook.mean, hook.std = out.mean().item(), out.std().item()
 
 # %% ../nbs/07_init.ipynb #0ad86bb3
-def init_weights(m:nn.Module, # a module: `nn.Linear` and `nn.Conv1d/2d/3d` are initialised, any other is left as it is
+def init_weights(m:nn.Module, # a layer or a whole model: its `nn.Linear` and `nn.Conv1d/2d/3d` layers are initialised, other modules left as they are
                  leaky:float=0., # negative slope of the (leaky) ReLU that follows, for Kaiming's gain
-                ) -> None:
-    "Kaiming-normal init (fan-in) for the weights of linear and conv layers, and zero biases; use `model.apply(init_weights)`."
-    if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        if isinstance(m.weight, nn.parameter.UninitializedParameter):
-            raise ValueError(f'init_weights: {type(m).__name__} has no weights yet (a lazy layer): run one batch through the model first')
-        nn.init.kaiming_normal_(m.weight, a=leaky)
-        if m.bias is not None: nn.init.zeros_(m.bias)
+                ) -> nn.Module:
+    "Kaiming-normal init (fan-in) for the weights of every linear and conv layer in `m`, and zero biases; return `m`."
+    if not isinstance(m, nn.Module): raise TypeError(f'init_weights takes an nn.Module (a layer or a model), got {type(m).__name__}')
+    layers = [o for o in m.modules() if isinstance(o, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    if lazy := [type(o).__name__ for o in layers if isinstance(o.weight, nn.parameter.UninitializedParameter)]:
+        raise ValueError(f'init_weights: {", ".join(lazy)} has no weights yet (a lazy layer): run one batch through the model first')
+    for o in layers:                                # (in the order of `model.apply`: the same draws as one call per layer)
+        nn.init.kaiming_normal_(o.weight, a=leaky)
+        if o.bias is not None: nn.init.zeros_(o.bias)
+    return m
 
 # %% ../nbs/07_init.ipynb #4c01d763
 def _weight_layer(m):

@@ -223,6 +223,6 @@ def towards_98(data:str|None=None, # 'mnist' (60k/10k) or 'mnist_t10k' (8k/2k); 
                verbose:bool=False, # print the metrics of every epoch, then the accuracy and the time
               ) -> tuple:
     "Train the notebook's best recipe, a BatchNorm MLP, on MNIST `data`; return the learner, its valid accuracy and the seconds."
-    return train_recipe(lambda: deep_mlp(sizes=sizes, norm=BatchNorm).apply(partial(init_weights, leaky=0.1)),
+    return train_recipe(lambda: init_weights(deep_mlp(sizes=sizes, norm=BatchNorm), leaky=0.1),
                         data, lr_max, bs, epochs, shift, label_smoothing, verbose)
 
