@@ -36,7 +36,7 @@ MATMULS = {k: f for k, f in matmuls.items() if k != 'torch'} | {'goto': matmul_g
 
 def bench_matmul(sizes=(512, 1024, 2048, (1000, 999, 1001)), # square sizes n, or (m, k, n) triples
                  names=None, # keys of `MATMULS` to run (default: all; slow ones are skipped at large sizes)
-                 repeats:int=5, # timed rounds per size
+                 repeats:int=12, # timed rounds per size (three cycles of `time_fns`'s orders for four implementations)
                  dtype:str='float32', # 'float32' or 'float64'
                 ) -> list[dict]:
     "Print the matmul ladder (GFLOP/s, time relative to `torch.matmul`) at each size; return all rows, goto's with its configuration."

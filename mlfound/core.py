@@ -10,7 +10,7 @@ from functools import partial
 
 # %% auto #0
 __all__ = ['def_device', 'HASWELL_FEATURES', 'MACHINE_PROFILES', 'THREAD_VARS', 'set_seed', 'default_device', 'to_device',
-           'time_fns', 'time_fn', 'machine_info', 'rounding_bound', 'profile_env', 'DocTable']
+           'balanced_orders', 'time_fns', 'time_fn', 'machine_info', 'rounding_bound', 'profile_env', 'DocTable']
 
 # %% ../nbs/00_core.ipynb #38ace00e
 import numpy as np
@@ -45,20 +45,32 @@ def to_device(x, # a tensor, or a list, tuple or dict of them (nested); anything
     return x
 
 # %% ../nbs/00_core.ipynb #a3712a57
+def balanced_orders(n:int, # how many functions
+                   ) -> list[list[int]]:
+    "Orders of `range(n)`, one per round, in which each item comes right after every other equally often (a Williams design)."
+    if n < 1: raise ValueError(f'balanced_orders needs at least one item, got {n}')
+    first, lo, hi = [0], 1, n - 1                   # 0, 1, n-1, 2, n-2, ...: the steps between neighbours are all different
+    while len(first) < n:
+        first.append(lo); lo += 1
+        if len(first) < n: first.append(hi); hi -= 1
+    rows = [[(x + r) % n for x in first] for r in range(n)]   # its n shifts: every ordered pair once as neighbours
+    return rows + [row[::-1] for row in rows] if n % 2 else rows   # (n odd: and the mirror images, every pair twice)
+
 def time_fns(fns:dict[str, Callable], # name -> a function of no arguments, to be timed
              repeats:int=5, # timed rounds; each round calls every function once
              warmup:int=1, # untimed rounds before measuring
-             seed:int=0, # seeds the order of the calls in each round
+             seed:int=0, # seeds which function takes which place in the orders
             ) -> dict[str, float]:
-    "Median wall-clock seconds per call of each of `fns`, timed in rounds that call them all, in a new random order each round."
+    "Median wall-clock seconds per call of each of `fns`, timed in rounds that call them all, in balanced orders (`balanced_orders`)."
     if repeats < 1: raise ValueError(f'repeats must be at least 1, got {repeats}')
     if not fns: raise ValueError('time_fns needs at least one function to time')
-    names, times, rng = list(fns), {k: [] for k in fns}, random.Random(seed)
-    for r in range(warmup + repeats):
-        for k in rng.sample(names, len(names)):     # this round's order (its own generator: the global one is left alone)
+    names = random.Random(seed).sample(list(fns), len(fns))   # (a generator of its own: the global one is left alone)
+    orders, times = balanced_orders(len(names)), {k: [] for k in fns}
+    for r in range(-warmup, repeats):               # warm-up rounds from the end of a cycle; the timed ones start one
+        for i in orders[r % len(orders)]:
             t0 = time.perf_counter()
-            fns[k]()
-            if r >= warmup: times[k].append(time.perf_counter() - t0)
+            fns[names[i]]()
+            if r >= 0: times[names[i]].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
 # %% ../nbs/00_core.ipynb #74c7e7ea
